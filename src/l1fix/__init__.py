@@ -1,0 +1,1 @@
+"""l1fix: safe, journaled level-1 helpdesk fixes."""
