@@ -1,0 +1,339 @@
+"""The l1fix command line: one sub-command per action, plus run, actions, journal and lab."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from l1fix.action import Action, Param, registry
+from l1fix.errors import EXIT_INTERNAL, BadInput, L1fixError, Refused
+
+app = typer.Typer(
+    help="Safe, journaled level-1 helpdesk fixes. Exit codes: 0 fixed/already-ok/skipped, 1 failed, "
+    "2 bad input, 3 unreachable or auth refused, 4 timeout, 5 internal error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+journal_app = typer.Typer(help="Read the local journal of runs.", invoke_without_command=True)
+app.add_typer(journal_app, name="journal")
+lab_app = typer.Typer(help="The lab: SIMULATED Windows PCs on loopback, for training and tests.")
+app.add_typer(lab_app, name="lab")
+
+
+class Options:
+    """Global options, set by the callback."""
+
+    debug = False
+    config_path: Path | None = None
+    profile: str | None = None
+
+
+@app.callback()
+def _global(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="config.toml to use.")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="Profile in config.toml.")] = None,
+) -> None:
+    Options.debug, Options.config_path, Options.profile = debug, config, profile
+
+
+def _config():
+    from l1fix.config import load_config
+
+    return load_config(Options.config_path, Options.profile)
+
+
+def fail(exc: L1fixError) -> typer.Exit:
+    typer.echo(f"l1fix: {exc.one_line()}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+# -- running actions ------------------------------------------------------------------------
+
+
+def run_and_report(
+    action: str,
+    target: str,
+    params: dict[str, Any],
+    *,
+    ticket: int | None,
+    dry_run: bool,
+    as_json: bool,
+    yes: bool,
+) -> None:
+    """Run one action through the runner, print one line (or one JSON object), exit with its code."""
+    from l1fix.journal import Journal
+    from l1fix.runner import execute
+
+    try:
+        config = _config()
+    except L1fixError as exc:
+        raise fail(exc) from None
+    result = execute(
+        action,
+        target,
+        params,
+        config=config,
+        ticket=ticket,
+        dry_run=dry_run,
+        confirm=None if yes else _ask,
+        observers=[Journal(config.journal_path)],
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        _print_human(result)
+    if Options.debug and result.exception is not None:
+        import traceback
+
+        traceback.print_exception(result.exception, file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise Refused("this fix needs confirmation", hint="run it again with --yes")
+    return typer.confirm(question, default=False, err=True)
+
+
+def _print_human(result: Any) -> None:
+    line = f"{result.target}: {result.status}"
+    if result.summary:
+        line += f" — {result.summary}"
+    typer.echo(f"{line} (run {result.run_id[:8]})")
+    if result.error is not None:
+        typer.echo(f"l1fix: {result.error.message}", err=True)
+
+
+def _param_option(p: Param) -> inspect.Parameter:
+    kind = p.type if p.type in (str, int, bool, float) else str
+    default = None if p.required else p.default
+    if p.type is bool:
+        option = typer.Option(f"--{p.name}/--no-{p.name}", help=p.help)
+    else:
+        option = typer.Option(f"--{p.name}", help=p.help + (" [required]" if p.required else ""))
+    annotation = Annotated[kind, option] if p.type is bool else Annotated[kind | None, option]
+    return inspect.Parameter(_option_key(p), inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+def _option_key(p: Param) -> str:
+    return "p_" + p.name.replace("-", "_")
+
+
+def _command_for(action_cls: type[Action]) -> Any:
+    """A typer command whose options are the action's parameters."""
+
+    def command(**kwargs: Any) -> None:
+        params = {p.name: kwargs[_option_key(p)] for p in action_cls.params}
+        run_and_report(
+            action_cls.name,
+            kwargs["target"],
+            {k: v for k, v in params.items() if v is not None},
+            ticket=kwargs["ticket"],
+            dry_run=kwargs["dry_run"],
+            as_json=kwargs["as_json"],
+            yes=kwargs["yes"],
+        )
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    common = [
+        inspect.Parameter("target", kw, annotation=Annotated[str, typer.Argument(help="Computer or account.")]),
+        *(_param_option(p) for p in action_cls.params),
+        inspect.Parameter(
+            "ticket",
+            kw,
+            default=None,
+            annotation=Annotated[int | None, typer.Option("--ticket", help="Ticket id.")],
+        ),
+        inspect.Parameter(
+            "dry_run",
+            kw,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--dry-run", help="Check only; change nothing.")],
+        ),
+        inspect.Parameter(
+            "as_json",
+            kw,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--json", help="Print one JSON object.")],
+        ),
+        inspect.Parameter(
+            "yes",
+            kw,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")],
+        ),
+    ]
+    command.__signature__ = inspect.Signature(common)  # type: ignore[attr-defined]
+    kinds = ", ".join(sorted(action_cls.target_kinds))
+    command.__doc__ = f"{action_cls.summary}. Risk: {action_cls.risk}; targets: {kinds}."
+    return command
+
+
+def _register_actions() -> None:
+    for name, action_cls in registry().items():
+        command = _command_for(action_cls)
+        app.command(name, help=command.__doc__)(command)
+
+
+@app.command("run")
+def run_generic(
+    action: Annotated[str, typer.Argument(help="Action name, see `l1fix actions`.")],
+    target: Annotated[str, typer.Argument(help="Computer or account.")],
+    params: Annotated[list[str] | None, typer.Argument(help="Parameters as key=value.")] = None,
+    ticket: Annotated[int | None, typer.Option("--ticket", help="Ticket id.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Run any action: the generic form for scripts (l1fix run spooler-restart PC042 --json)."""
+    values: dict[str, str] = {}
+    for item in params or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(BadInput(f"parameter {item!r} is not key=value"))
+        values[key] = value
+    run_and_report(action, target, values, ticket=ticket, dry_run=dry_run, as_json=as_json, yes=yes)
+
+
+@app.command("actions")
+def list_actions(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the available actions with their targets, risk and parameters."""
+    described = [cls.describe() for cls in registry().values()]
+    if as_json:
+        typer.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        return
+    for d in described:
+        params = " ".join(f"--{p['name']}" for p in d["params"])
+        typer.echo(f"{d['name']:<20} {d['summary']}  [{d['risk']}; {', '.join(d['target_kinds'])}] {params}".rstrip())
+
+
+# -- journal --------------------------------------------------------------------------------
+
+
+@journal_app.callback()
+def journal_list(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
+    ticket: Annotated[int | None, typer.Option("--ticket", help="Only this ticket.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="30m, 2h, 7d or a date.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many runs.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List recent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from l1fix.journal import Journal, parse_since
+
+    try:
+        config = _config()
+        rows = Journal(config.journal_path).list(
+            target=target, ticket=ticket, since=parse_since(since) if since else None, limit=limit
+        )
+    except L1fixError as exc:
+        raise fail(exc) from None
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            ticket_txt = f" #{row['ticket']}" if row.get("ticket") else ""
+            typer.echo(
+                f"{row['run_id'][:8]}  {row['started_at']}  {row['action']:<16} {row['target']:<10} "
+                f"{row['status']:<11}{ticket_txt}  {row.get('summary') or ''}".rstrip()
+            )
+
+
+@journal_app.command("show")
+def journal_show(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (6+ characters).")],
+) -> None:
+    """Show one run in full, as JSON."""
+    from l1fix.journal import Journal
+
+    try:
+        row = Journal(_config().journal_path).get(run_id)
+    except L1fixError as exc:
+        raise fail(exc) from None
+    if row is None:
+        raise fail(BadInput(f"no run {run_id!r} in the journal", hint="see `l1fix journal`"))
+    typer.echo(json.dumps(row, ensure_ascii=False, indent=2))
+
+
+# -- lab ------------------------------------------------------------------------------------
+
+
+@lab_app.command("start")
+def lab_start(
+    hosts: Annotated[int, typer.Option("--hosts", min=1, max=2000, help="How many simulated PCs.")] = 50,
+    port: Annotated[int, typer.Option("--port", help="HTTPS port (0: any free port).")] = 5986,
+    http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: any free port).")] = 5985,
+    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every answer.")] = 0.0,
+) -> None:
+    """Run the lab in the foreground and write the `lab` profile (use it with --profile lab)."""
+    import signal
+    import threading
+
+    from l1fix.config import home_dir
+    from l1fix.lab.profile import start_lab
+
+    lab, _ = start_lab(home_dir(), hosts=hosts, port=port, http_port=http_port, latency_ms=latency_ms)
+    typer.echo(
+        f"l1fix lab: {hosts} SIMULATED Windows PCs (PC001…) on {lab.address_of('PC001')}… "
+        f"https port {lab.port}, http port {lab.http_port}. Profile `lab` written to {home_dir()}. "
+        "Ctrl-C stops it."
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lab.stop()
+
+
+@lab_app.command("demo")
+def lab_demo(
+    target: Annotated[str, typer.Argument(help="Simulated PC to fix.")] = "PC042",
+    ticket: Annotated[int | None, typer.Option("--ticket", help="Ticket id stored with the run.")] = 1234,
+) -> None:
+    """Start the lab, run a real spooler-restart over WinRM on a simulated PC, show the journal entry."""
+    from l1fix.config import home_dir, load_config
+    from l1fix.journal import Journal
+    from l1fix.lab.profile import PROFILE, start_lab
+    from l1fix.runner import execute
+
+    lab, _ = start_lab(home_dir(), port=0, http_port=0)
+    try:
+        typer.echo(f"l1fix lab: SIMULATED Windows PCs on loopback ({lab.address_of('PC001')}…, port {lab.port})")
+        config = load_config(Options.config_path, PROFILE)
+        journal = Journal(config.journal_path)
+        typer.echo(f"$ l1fix --profile lab spooler-restart {target} --ticket {ticket}")
+        result = execute("spooler-restart", target, {}, config=config, ticket=ticket, observers=[journal])
+        _print_human(result)
+        typer.echo(f"$ l1fix --profile lab journal show {result.run_id[:8]}")
+        typer.echo(json.dumps(journal.get(result.run_id), ensure_ascii=False, indent=2))
+    finally:
+        lab.stop()
+    raise typer.Exit(result.exit_code)
+
+
+def main() -> None:
+    """Console entry point: build the action commands, run, map surprises to exit code 5."""
+    _register_actions()
+    try:
+        app()
+    except L1fixError as exc:
+        typer.echo(f"l1fix: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if Options.debug:
+            raise
+        typer.echo(f"l1fix: internal error: {type(exc).__name__}: {exc} (run with --debug)", err=True)
+        sys.exit(EXIT_INTERNAL)

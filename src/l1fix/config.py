@@ -1,0 +1,355 @@
+"""Where l1fix keeps its files, the profile in use, and how credentials are found.
+
+`config.toml` (in `home_dir()`) holds named profiles. Passwords are never stored in it:
+only a *reference* (`env:NAME`, `keyring:service/user`, `file:PATH` or `prompt`) that
+`resolve_secret` turns into a `Secret` when a connection needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from l1fix.errors import BadInput
+from l1fix.secrets import Secret
+
+CONFIG_NAME = "config.toml"
+DEFAULT_PROFILE = "default"
+
+PASSWORD_FORMS = "env:NAME, keyring:service/user, file:PATH or prompt"
+_PASSWORD_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*|keyring:[^/]+/.+|file:.+|prompt", re.DOTALL)
+
+_TOP_KEYS = ("default_profile", "profiles")
+_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm")
+
+
+def home_dir() -> Path:
+    """`$L1FIX_HOME` if set, else the user data folder for l1fix; created on demand."""
+    env = os.environ.get("L1FIX_HOME")
+    if env:
+        home = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        home = Path(platformdirs.user_data_dir("l1fix", appauthor=False))
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return home
+
+
+@dataclass(frozen=True)
+class WinRMSettings:
+    """How to reach Windows hosts over WinRM; per-host overrides come from the inventory."""
+
+    scheme: str = "https"  # https | http
+    port: int | None = None  # None → 5986 for https, 5985 for http
+    transport: str = "ntlm"  # ntlm | kerberos | basic (basic only over https)
+    ca_bundle: Path | None = None  # CA PEM for certificate validation (None = system store)
+    validate_certificate: bool = True
+    username: str | None = None  # e.g. "CORP\\tech"
+    password: str | None = None  # a credential reference, never the password itself
+    operation_timeout_s: int = 20
+    read_timeout_s: int = 30
+    command_timeout_s: float = 120.0
+
+    @property
+    def effective_port(self) -> int:
+        """The port to use: the configured one, else WinRM's default for the scheme."""
+        if self.port is not None:
+            return self.port
+        return 5986 if self.scheme == "https" else 5985
+
+
+WINRM_KEYS = tuple(f.name for f in fields(WinRMSettings))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of one profile, with every path made absolute."""
+
+    home: Path
+    profile: str
+    technician: str
+    inventory_path: Path
+    allowed_services: tuple[str, ...]
+    winrm: WinRMSettings
+    journal_path: Path
+    config_path: Path | None = None  # the file read, None when defaults were used
+
+    def with_winrm(self, **overrides: Any) -> WinRMSettings:
+        """The profile's WinRM settings with per-host overrides; relative paths are relative to home."""
+        return build_winrm(overrides, base=self.winrm, root=self.home, where="per-host winrm settings")
+
+
+def load_config(path: Path | None = None, profile: str | None = None) -> Config:
+    """Read `config.toml` (from home, or `path`) and return the chosen profile's settings.
+
+    The profile is `profile`, else the file's `default_profile`, else "default" (built-in
+    defaults when the file has no such profile). A missing default file means defaults.
+    """
+    import tomllib
+
+    home = home_dir()
+    explicit = path is not None
+    config_path = Path(path).expanduser() if path is not None else home / CONFIG_NAME
+    data: dict[str, Any] = {}
+    try:
+        with config_path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        if explicit:
+            raise BadInput(f"config file {config_path} does not exist") from None
+        config_path = None  # type: ignore[assignment]
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{config_path}: malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read config file {config_path}: {exc.strerror}") from None
+
+    where = str(config_path) if config_path else CONFIG_NAME
+    check_keys(data, _TOP_KEYS, where)
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise BadInput(f"{where}: profiles must be tables, like [profiles.lab]")
+    default_profile = data.get("default_profile", DEFAULT_PROFILE)
+    if not isinstance(default_profile, str):
+        raise BadInput(f"{where}: default_profile must be a profile name")
+
+    name = profile or default_profile
+    if name in profiles:
+        table = profiles[name]
+    elif name == DEFAULT_PROFILE and not profile:
+        table = {}
+    else:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise BadInput(f"unknown profile {name!r} (profiles in {where}: {known})")
+
+    root = config_path.parent if config_path else home
+    return _build_config(table, name=name, home=home, root=root, file_label=where, config_path=config_path)
+
+
+def _build_config(
+    table: Mapping[str, Any], *, name: str, home: Path, root: Path, file_label: str, config_path: Path | None
+) -> Config:
+    where = f"{file_label} [profiles.{name}]"
+    check_keys(table, _PROFILE_KEYS, where)
+    technician = table.get("technician") or _os_user()
+    if not isinstance(technician, str) or not technician.strip():
+        raise BadInput(f"{where}: technician must be a non-empty string")
+
+    inventory = table.get("inventory")
+    if inventory is None:
+        inventory_path = home / "inventory.yml"
+    elif isinstance(inventory, str) and inventory:
+        inventory_path = _path(inventory, root)
+    else:
+        raise BadInput(f"{where}: inventory must be a file path")
+
+    services = table.get("allowed_services")
+    if services is None:
+        from l1fix.actions.service import DEFAULT_ALLOWED_SERVICES
+
+        allowed = tuple(DEFAULT_ALLOWED_SERVICES)
+    elif isinstance(services, list) and all(isinstance(s, str) and s.strip() for s in services):
+        allowed = tuple(s.strip() for s in services)
+    else:
+        raise BadInput(f"{where}: allowed_services must be a list of service names")
+
+    winrm_table = table.get("winrm", {})
+    if not isinstance(winrm_table, dict):
+        raise BadInput(f"{where}: winrm must be a table, like [profiles.{name}.winrm]")
+    winrm_where = f"{file_label} [profiles.{name}.winrm]"
+    winrm = build_winrm(winrm_table, base=WinRMSettings(), root=root, where=winrm_where)
+
+    return Config(
+        home=home,
+        profile=name,
+        technician=technician.strip(),
+        inventory_path=inventory_path,
+        allowed_services=allowed,
+        winrm=winrm,
+        journal_path=home / "journal.sqlite3",
+        config_path=config_path,
+    )
+
+
+def build_winrm(data: Mapping[str, Any], *, base: WinRMSettings, root: Path, where: str) -> WinRMSettings:
+    """Check `data` (keys, types, values) and merge it over `base`. Raises BadInput."""
+    check_keys(data, WINRM_KEYS, where)
+    values = {key: _winrm_value(key, raw, root, where) for key, raw in data.items()}
+    settings = replace(base, **values)
+    if settings.transport == "basic" and settings.scheme != "https":
+        raise BadInput(
+            f"{where}: basic authentication over http would send the password in clear text",
+            hint="use scheme https, or transport ntlm or kerberos",
+        )
+    if settings.read_timeout_s <= settings.operation_timeout_s:
+        raise BadInput(f"{where}: read_timeout_s must be greater than operation_timeout_s")
+    return settings
+
+
+def _winrm_value(key: str, raw: Any, root: Path, where: str) -> Any:
+    def bad(expected: str) -> BadInput:
+        shown = "…" if key == "password" else repr(raw)  # never echo what may be a password
+        return BadInput(f"{where}: {key} = {shown} is invalid: expected {expected}")
+
+    if key == "scheme":
+        if raw not in ("https", "http"):
+            raise bad("https or http")
+        return raw
+    if key == "transport":
+        if raw not in ("ntlm", "kerberos", "basic"):
+            raise bad("ntlm, kerberos or basic")
+        return raw
+    if key == "port":
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 65536:
+            raise bad("a port number (1-65535)")
+        return raw
+    if key == "ca_bundle":
+        if raw is None:
+            return None
+        if not isinstance(raw, str | Path) or not str(raw):
+            raise bad("a path to a CA PEM file")
+        return _path(str(raw), root)
+    if key == "validate_certificate":
+        if not isinstance(raw, bool):
+            raise bad("true or false")
+        return raw
+    if key == "username":
+        if raw is not None and (not isinstance(raw, str) or not raw):
+            raise bad("a user name such as CORP\\\\tech")
+        return raw
+    if key == "password":
+        if raw is None:
+            return None
+        if not isinstance(raw, str) or not _PASSWORD_REF.fullmatch(raw):
+            raise BadInput(f"{where}: passwords are never stored in config: use {PASSWORD_FORMS}")
+        if raw.startswith("file:"):
+            return "file:" + str(_path(raw[5:], root))
+        return raw
+    if key in ("operation_timeout_s", "read_timeout_s"):
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+            raise bad("a whole number of seconds > 0")
+        return raw
+    if key == "command_timeout_s":
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+            raise bad("a number of seconds > 0")
+        return float(raw)
+    raise AssertionError(key)  # check_keys ran first
+
+
+def check_keys(data: Mapping[str, Any], valid: Iterable[str], where: str) -> None:
+    """BadInput for the first key of `data` not in `valid`, naming the closest valid key."""
+    import difflib
+
+    valid = list(valid)
+    for key in data:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+            raise BadInput(f"{where}: unknown key {key!r}", hint=hint)
+
+
+def _path(text: str, root: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers and services
+        return "unknown"
+
+
+def resolve_secret(ref: str, label: str) -> Secret:
+    """Turn a credential reference into a Secret; `label` says what it is for in messages.
+
+    `env:NAME`, `keyring:service/user`, `file:PATH` (must not be accessible by group or
+    others; one trailing newline is removed) or `prompt` (no echo, needs a terminal).
+    No message ever contains the secret value.
+    """
+    if not isinstance(ref, str) or not _PASSWORD_REF.fullmatch(ref):
+        raise BadInput(f"{label}: not a credential reference: use {PASSWORD_FORMS}")
+    if ref.startswith("env:"):
+        value = _from_env(ref[4:], label)
+    elif ref.startswith("keyring:"):
+        service, _, user = ref[8:].partition("/")
+        value = _from_keyring(service, user, label)
+    elif ref.startswith("file:"):
+        value = _from_file(Path(ref[5:]).expanduser(), label)
+    else:
+        value = _from_prompt(label)
+    return Secret(value)
+
+
+def _from_env(name: str, label: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise BadInput(f"{label}: environment variable {name} is not set", hint=f"export {name} first")
+    return value
+
+
+def _from_keyring(service: str, user: str, label: str) -> str:
+    try:
+        import keyring
+    except ImportError:
+        raise BadInput(f"{label}: the keyring package is not installed", hint="pip install 'l1fix[keyring]'") from None
+    try:
+        value = keyring.get_password(service, user)
+    except Exception as exc:  # no backend (NoKeyringError), locked store, D-Bus errors…
+        raise BadInput(
+            f"{label}: no usable keyring backend ({type(exc).__name__})",
+            hint="use env:NAME or file:PATH instead",
+        ) from None
+    if not value:
+        raise BadInput(
+            f"{label}: no keyring entry for service {service!r}, user {user!r}",
+            hint=f"store it with: keyring set {service} {user}",
+        )
+    return value
+
+
+def _from_file(path: Path, label: str) -> str:
+    try:
+        mode = path.stat().st_mode
+        if os.name == "posix" and mode & 0o077:
+            raise BadInput(
+                f"{label}: {path} is accessible by group or others (mode {mode & 0o777:o})",
+                hint=f"chmod 600 {path}",
+            )
+        value = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{label}: password file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{label}: password file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise BadInput(f"{label}: cannot read password file {path}: {exc.strerror}") from None
+    if value.endswith("\r\n"):
+        value = value[:-2]
+    elif value.endswith("\n"):
+        value = value[:-1]
+    if not value:
+        raise BadInput(f"{label}: password file {path} is empty")
+    return value
+
+
+def _from_prompt(label: str) -> str:
+    import getpass
+    import sys
+
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise BadInput(f"{label}: cannot prompt without a terminal", hint="use env:, keyring: or file:")
+    try:
+        value = getpass.getpass(f"{label}: ")
+    except EOFError:
+        value = ""
+    if not value:
+        raise BadInput(f"{label}: no password entered")
+    return value

@@ -1,0 +1,70 @@
+"""What one run produced: status, before/after state, error, timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+from l1fix.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, L1fixError
+
+
+class Status(StrEnum):
+    FIXED = "fixed"
+    ALREADY_OK = "already-ok"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    RUNNING = "running"  # only in the journal, while a run executes
+    INTERRUPTED = "interrupted"  # only in the journal: the process died mid-run
+
+
+@dataclass
+class ErrorInfo:
+    kind: str
+    message: str
+    exit_code: int = EXIT_INTERNAL
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        if isinstance(exc, L1fixError):
+            return cls(exc.kind, exc.one_line(), exc.exit_code)
+        return cls("internal", f"internal error: {type(exc).__name__}", EXIT_INTERNAL)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    action: str
+    target: str
+    status: Status
+    started_at: str
+    technician: str
+    ticket: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    done: dict[str, Any] | None = None
+    summary: str = ""
+    output: str = ""
+    duration_s: float = 0.0
+    error: ErrorInfo | None = None
+    dry_run: bool = False
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in (Status.FIXED, Status.ALREADY_OK, Status.SKIPPED):
+            return EXIT_OK
+        if self.status == Status.FAILED:
+            return EXIT_FAILED
+        return self.error.exit_code if self.error else EXIT_INTERNAL
+
+    def to_json(self) -> dict[str, Any]:
+        """The --json contract: stable keys, secrets already removed."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exception"}
+        data["status"] = str(self.status)
+        data["duration_s"] = round(self.duration_s, 3)
+        if self.error is not None:
+            data["error"] = {"kind": self.error.kind, "message": self.error.message}
+        return data

@@ -1,0 +1,356 @@
+"""config.py: profiles, paths, validation and credential references."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from l1fix.actions.service import DEFAULT_ALLOWED_SERVICES
+from l1fix.config import Config, WinRMSettings, home_dir, load_config, resolve_secret
+from l1fix.errors import BadInput
+from l1fix.secrets import Secret
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "home"
+    monkeypatch.setenv("L1FIX_HOME", str(path))
+    return path
+
+
+def write_config(home: Path, text: str) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- home and defaults ---------------------------------------------------------------------
+
+
+def test_home_dir_from_env_is_created(home: Path) -> None:
+    assert not home.exists()
+    assert home_dir() == home
+    assert home.is_dir()
+
+
+def test_home_dir_defaults_to_user_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    monkeypatch.delenv("L1FIX_HOME", raising=False)
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "data" / "l1fix"))
+    assert home_dir() == tmp_path / "data" / "l1fix"
+    assert (tmp_path / "data" / "l1fix").is_dir()
+
+
+def test_no_config_file_means_defaults(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "alice")
+    config = load_config()
+    assert config == Config(
+        home=home,
+        profile="default",
+        technician="alice",
+        inventory_path=home / "inventory.yml",
+        allowed_services=DEFAULT_ALLOWED_SERVICES,
+        winrm=WinRMSettings(),
+        journal_path=home / "journal.sqlite3",
+    )
+    assert config.winrm.effective_port == 5986
+
+
+def test_effective_port() -> None:
+    assert WinRMSettings(scheme="http").effective_port == 5985
+    assert WinRMSettings(port=15986).effective_port == 15986
+
+
+def test_explicit_missing_config_file_is_an_error(home: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+# --- profiles ------------------------------------------------------------------------------
+
+FULL = """
+default_profile = "lab"
+
+[profiles.lab]
+technician = "tech1"
+inventory = "inv/lab.yml"
+allowed_services = ["Spooler", "BITS"]
+
+[profiles.lab.winrm]
+scheme = "https"
+port = 15986
+transport = "kerberos"
+ca_bundle = "certs/lab-ca.pem"
+validate_certificate = true
+username = 'CORP\\tech1'
+password = "file:secrets/winrm.txt"
+operation_timeout_s = 10
+read_timeout_s = 15
+command_timeout_s = 60
+
+[profiles.prod]
+inventory = "/etc/l1fix/inventory.yml"
+
+[profiles.prod.winrm]
+password = "keyring:l1fix/CORP\\\\tech1"
+"""
+
+
+def test_full_profile_paths_relative_to_config_folder(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "l1fix.toml"
+    path.write_text(FULL, encoding="utf-8")
+    config = load_config(path)
+    assert config.profile == "lab"
+    assert config.home == home
+    assert config.config_path == path
+    assert config.technician == "tech1"
+    assert config.inventory_path == folder / "inv" / "lab.yml"
+    assert config.allowed_services == ("Spooler", "BITS")
+    assert config.journal_path == home / "journal.sqlite3"
+    assert config.winrm == WinRMSettings(
+        scheme="https",
+        port=15986,
+        transport="kerberos",
+        ca_bundle=folder / "certs" / "lab-ca.pem",
+        validate_certificate=True,
+        username="CORP\\tech1",
+        password=f"file:{folder / 'secrets' / 'winrm.txt'}",
+        operation_timeout_s=10,
+        read_timeout_s=15,
+        command_timeout_s=60.0,
+    )
+
+
+def test_profile_argument_wins(home: Path) -> None:
+    write_config(home, FULL)
+    config = load_config(profile="prod")
+    assert config.profile == "prod"
+    assert config.inventory_path == Path("/etc/l1fix/inventory.yml")
+    assert config.winrm.password == "keyring:l1fix/CORP\\tech1"
+    assert config.allowed_services == DEFAULT_ALLOWED_SERVICES
+
+
+def test_unknown_profile_lists_known_ones(home: Path) -> None:
+    write_config(home, FULL)
+    with pytest.raises(BadInput, match=r"unknown profile 'staging'.*lab, prod"):
+        load_config(profile="staging")
+
+
+def test_default_profile_naming_nothing_is_an_error(home: Path) -> None:
+    write_config(home, 'default_profile = "ghost"\n[profiles.lab]\n')
+    with pytest.raises(BadInput, match="unknown profile 'ghost'"):
+        load_config()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "closest"),
+    [
+        ('default_profil = "lab"\n', "default_profil", "default_profile"),
+        ('[profiles.lab]\ninventry = "x.yml"\n', "inventry", "inventory"),
+        ('[profiles.default.winrm]\ntrasport = "ntlm"\n', "trasport", "transport"),
+    ],
+)
+def test_unknown_key_names_key_and_closest(home: Path, text: str, key: str, closest: str) -> None:
+    write_config(home, text)
+    with pytest.raises(BadInput) as info:
+        load_config(profile="lab" if "lab" in text else None)
+    assert repr(key) in str(info.value)
+    assert repr(closest) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("winrm", "message"),
+    [
+        ('scheme = "ftp"', "https or http"),
+        ('transport = "credssp"', "ntlm, kerberos or basic"),
+        ('port = "5986"', "port number"),
+        ("port = 70000", "port number"),
+        ('validate_certificate = "no"', "true or false"),
+        ("operation_timeout_s = 0", "seconds"),
+        ("operation_timeout_s = 30\nread_timeout_s = 30", "greater than operation_timeout_s"),
+        ('scheme = "http"\ntransport = "basic"', "clear text"),
+    ],
+)
+def test_bad_winrm_values(home: Path, winrm: str, message: str) -> None:
+    write_config(home, f"[profiles.default.winrm]\n{winrm}\n")
+    with pytest.raises(BadInput, match=message):
+        load_config()
+
+
+def test_basic_over_https_is_fine(home: Path) -> None:
+    write_config(home, '[profiles.default.winrm]\ntransport = "basic"\n')
+    assert load_config().winrm.transport == "basic"
+
+
+def test_bad_profile_values(home: Path) -> None:
+    write_config(home, '[profiles.default]\nallowed_services = "Spooler"\n')
+    with pytest.raises(BadInput, match="allowed_services"):
+        load_config()
+
+
+def test_malformed_toml(home: Path) -> None:
+    write_config(home, "[profiles.lab\n")
+    with pytest.raises(BadInput, match="malformed TOML.*line 1"):
+        load_config()
+
+
+@pytest.mark.parametrize("password", ["hunter2-Clear", "env:Bad-Name!", "keyring:no-user"])
+def test_clear_text_password_is_refused_without_echo(home: Path, password: str) -> None:
+    write_config(home, f'[profiles.default.winrm]\npassword = "{password}"\n')
+    with pytest.raises(BadInput, match="passwords are never stored in config") as info:
+        load_config()
+    assert password not in str(info.value)
+
+
+# --- per-host overrides --------------------------------------------------------------------
+
+
+def test_with_winrm_merges_overrides(home: Path) -> None:
+    write_config(home, '[profiles.default.winrm]\ntransport = "kerberos"\nusername = "CORP\\\\tech"\n')
+    config = load_config()
+    merged = config.with_winrm(port=15986, ca_bundle="ca/lab.pem", validate_certificate=False)
+    assert merged.transport == "kerberos"
+    assert merged.username == "CORP\\tech"
+    assert merged.port == 15986
+    assert merged.ca_bundle == home / "ca" / "lab.pem"
+    assert merged.validate_certificate is False
+    assert config.winrm.port is None  # the profile is unchanged
+    assert config.with_winrm() == config.winrm
+
+
+def test_with_winrm_validates(home: Path) -> None:
+    config = load_config()
+    with pytest.raises(BadInput, match="did you mean 'scheme'"):
+        config.with_winrm(shceme="http")
+    with pytest.raises(BadInput, match="never stored") as info:
+        config.with_winrm(password="Pa55word!")
+    assert "Pa55word!" not in str(info.value)
+    with pytest.raises(BadInput, match="clear text"):
+        config.with_winrm(scheme="http", transport="basic")
+
+
+# --- credential references -----------------------------------------------------------------
+
+
+def test_resolve_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("L1FIX_TEST_PW", "from-env-1")
+    secret = resolve_secret("env:L1FIX_TEST_PW", "WinRM password")
+    assert isinstance(secret, Secret)
+    assert secret.reveal() == "from-env-1"
+    assert "from-env-1" not in repr(secret)
+
+
+def test_resolve_env_missing_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("L1FIX_NOPE", raising=False)
+    with pytest.raises(BadInput, match="L1FIX_NOPE is not set"):
+        resolve_secret("env:L1FIX_NOPE", "WinRM password")
+
+
+def test_resolve_file_strips_one_newline(tmp_path: Path) -> None:
+    path = tmp_path / "pw.txt"
+    path.write_text("line-pw\n\n", encoding="utf-8")
+    path.chmod(0o600)
+    assert resolve_secret(f"file:{path}", "pw").reveal() == "line-pw\n"
+    path.write_text("crlf-pw\r\n", encoding="utf-8")
+    assert resolve_secret(f"file:{path}", "pw").reveal() == "crlf-pw"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_resolve_file_refuses_loose_permissions(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "pw.txt"
+    path.write_text("loose-secret-77\n", encoding="utf-8")
+    path.chmod(mode)
+    with pytest.raises(BadInput, match="chmod 600") as info:
+        resolve_secret(f"file:{path}", "WinRM password")
+    assert "loose-secret-77" not in str(info.value)
+
+
+def test_resolve_file_missing(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="does not exist"):
+        resolve_secret(f"file:{tmp_path / 'none'}", "pw")
+
+
+def test_resolve_prompt_needs_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    with pytest.raises(BadInput, match="terminal"):
+        resolve_secret("prompt", "WinRM password for PC042")
+
+
+def test_resolve_prompt_uses_getpass(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    asked: list[str] = []
+    monkeypatch.setattr(sys, "stdin", Tty())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "typed-pw")
+    assert resolve_secret("prompt", "WinRM password for PC042").reveal() == "typed-pw"
+    assert asked == ["WinRM password for PC042: "]
+
+
+def test_resolve_unknown_form_does_not_echo() -> None:
+    with pytest.raises(BadInput) as info:
+        resolve_secret("Sup3rSecret", "pw")
+    assert "Sup3rSecret" not in str(info.value)
+
+
+@pytest.fixture
+def memory_keyring():
+    keyring = pytest.importorskip("keyring")
+    from keyring.backend import KeyringBackend
+
+    class Memory(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+        store: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.store.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.store[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.store.pop((service, username), None)
+
+    previous = keyring.get_keyring()
+    backend = Memory()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def test_resolve_keyring(memory_keyring) -> None:
+    memory_keyring.set_password("l1fix", "CORP\\tech", "kr-pw-9")
+    assert resolve_secret("keyring:l1fix/CORP\\tech", "pw").reveal() == "kr-pw-9"
+    with pytest.raises(BadInput, match="no keyring entry"):
+        resolve_secret("keyring:l1fix/other", "pw")
+
+
+def test_resolve_keyring_without_backend() -> None:
+    keyring = pytest.importorskip("keyring")
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        with pytest.raises(BadInput, match="no usable keyring backend"):
+            resolve_secret("keyring:l1fix/tech", "pw")
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, l1fix.config; "
+        "print(sorted(m for m in ('keyring', 'platformdirs', 'yaml', 'tomllib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
