@@ -40,8 +40,9 @@ def main() -> None:
         counts = []
         lab.reset_stats()
         for _ in range(4):
-            conn.run_script(script, {"action": SpoolerRestart.name, "steps": ["check"], "params": {}, "before": None},
-                            timeout=60)
+            conn.run_script(
+                script, {"action": SpoolerRestart.name, "steps": ["check"], "params": {}, "before": None}, timeout=60
+            )
             counts.append(lab.stats()["requests"])
         conn.close()
         steps = [b - a for a, b in zip(counts, counts[1:], strict=False)]

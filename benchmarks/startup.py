@@ -37,7 +37,8 @@ def main() -> None:
     results = {name: median_seconds(cmd, runs) for name, cmd in COMMANDS.items()}
     base = results["python -c pass (baseline)"]
     for name, seconds in results.items():
-        print(f"{name:<32} median {seconds * 1000:7.1f} ms   +{(seconds - base) * 1000:6.1f} ms   x{seconds / base:5.2f}")
+        extra_ms = (seconds - base) * 1000
+        print(f"{name:<32} median {seconds * 1000:7.1f} ms   +{extra_ms:6.1f} ms   x{seconds / base:5.2f}")
 
 
 if __name__ == "__main__":

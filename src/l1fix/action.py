@@ -124,9 +124,7 @@ class Action:
     def verify(self, ctx: RunContext, before: Observation) -> Observation:
         raise NotImplementedError
 
-    def check_fix_verify(
-        self, ctx: RunContext
-    ) -> tuple[Observation, dict[str, Any] | None, Observation | None]:
+    def check_fix_verify(self, ctx: RunContext) -> tuple[Observation, dict[str, Any] | None, Observation | None]:
         """All three steps in one go; fix and verify only when check found a problem.
 
         The runner uses this when no confirmation is needed and it is not a dry run,
@@ -245,9 +243,7 @@ class ScriptAction(Action):
     def verify(self, ctx: RunContext, before: Observation) -> Observation:
         return _observation(self._run(ctx, ["verify"], before), "verify")
 
-    def check_fix_verify(
-        self, ctx: RunContext
-    ) -> tuple[Observation, dict[str, Any] | None, Observation | None]:
+    def check_fix_verify(self, ctx: RunContext) -> tuple[Observation, dict[str, Any] | None, Observation | None]:
         data = self._run(ctx, ["check", "fix", "verify"])
         before = _observation(data, "check")
         if before.ok:

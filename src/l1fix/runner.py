@@ -100,9 +100,7 @@ def _resolve(config: Config, name: str, action_cls: type[Action]) -> Target:
     return target
 
 
-def _run_steps(
-    action: Action, ctx: RunContext, result: RunResult, *, dry_run: bool, confirm: Confirm | None
-) -> None:
+def _run_steps(action: Action, ctx: RunContext, result: RunResult, *, dry_run: bool, confirm: Confirm | None) -> None:
     """check → fix → verify. Dry-run is enforced here, not left to each action."""
     if dry_run:
         before = action.check(ctx)
@@ -133,9 +131,7 @@ def _run_steps(
         result.status = Status.FIXED if after.ok else Status.FAILED
 
 
-def _record(
-    result: RunResult, before: Observation, done: dict[str, Any] | None, after: Observation | None
-) -> None:
+def _record(result: RunResult, before: Observation, done: dict[str, Any] | None, after: Observation | None) -> None:
     result.before = redact_data(before.state)  # type: ignore[assignment]
     result.done = redact_data(done) if done is not None else None  # type: ignore[assignment]
     result.after = redact_data(after.state) if after is not None else None  # type: ignore[assignment]

@@ -22,9 +22,7 @@ class ServiceRestart(ScriptAction):
 
     name = "service-restart"
     summary = "Restart an allowed Windows service (and its running dependents), verify it runs"
-    params = (
-        Param("service", "service name (not display name), from the allow-list", validate=_service_name),
-    )
+    params = (Param("service", "service name (not display name), from the allow-list", validate=_service_name),)
     script = "service"
 
     def check(self, ctx: RunContext) -> Observation:

@@ -87,9 +87,7 @@ class WinRMConnection:
         if threading.get_ident() != self._thread:
             raise RuntimeError("a WinRM connection is used by one thread only")
         stdin = powershell.build_stdin(script.read_text(encoding="utf-8"), payload)
-        timeout = (
-            min(timeout, self.settings.command_timeout_s) if timeout else self.settings.command_timeout_s
-        )
+        timeout = min(timeout, self.settings.command_timeout_s) if timeout else self.settings.command_timeout_s
         with self._errors_mapped():
             stdout, stderr, code = self._run(stdin, timeout)
         return self._parse(script.name, stdout, stderr, code)
@@ -140,9 +138,7 @@ class WinRMConnection:
         )
         for start in range(0, max(len(stdin), 1), SEND_CHUNK_BYTES):
             chunk = stdin[start : start + SEND_CHUNK_BYTES]
-            protocol.send_command_input(
-                shell_id, command_id, chunk, end=start + SEND_CHUNK_BYTES >= len(stdin)
-            )
+            protocol.send_command_input(shell_id, command_id, chunk, end=start + SEND_CHUNK_BYTES >= len(stdin))
         stdout, stderr = [], []
         while True:
             remaining = deadline - time.monotonic()
@@ -150,9 +146,7 @@ class WinRMConnection:
                 self._terminate(protocol, shell_id, command_id)
                 raise Timeout(f"the script did not finish within {timeout:g} s", target=self.target.name)
             # Receive waits at most the operation timeout: never longer than what is left.
-            protocol.operation_timeout_sec = max(
-                1, min(self.settings.operation_timeout_s, int(remaining + 0.999))
-            )
+            protocol.operation_timeout_sec = max(1, min(self.settings.operation_timeout_s, int(remaining + 0.999)))
             try:
                 out, err, code, done = protocol.get_command_output_raw(shell_id, command_id)
             except WinRMOperationTimeoutError:
