@@ -129,3 +129,74 @@ def test_tls_failure_when_the_ca_is_wrong(lab):
     config.write_text(config.read_text().replace('ca_bundle = "lab/tls/ca.pem"', "validate_certificate = true"))
     out, line, _ = _error_run(lab, "spooler-restart", "PC001")
     assert out.code == 3 and "certificate" in line
+
+
+def test_host_not_in_inventory(lab):
+    out, line, journaled = _error_run(lab, "spooler-restart", "PC999")
+    assert out.code == 2 and "PC999" in line and "inventory" in line
+    assert journaled["error"]["kind"] == "unknown-target"
+
+
+def test_timeout_is_exit_code_4(lab):
+    config = lab.home / "config.toml"
+    config.write_text(
+        config.read_text().replace(
+            'transport = "ntlm"', 'transport = "ntlm"\ncommand_timeout_s = 1\noperation_timeout_s = 1'
+        )
+    )
+    out, line, journaled = _error_run(lab, "spooler-restart", "PC048")  # a slow host: 2 s per answer
+    assert out.code == 4 and "did not finish within 1 s" in line
+    assert journaled["error"]["kind"] == "timeout"
+
+
+def test_script_output_that_is_not_json_is_an_error_run(lab, monkeypatch):
+    from l1fix.journal import Journal
+    from l1fix.lab.wsman import CommandOutcome
+    from l1fix.runner import execute
+
+    monkeypatch.setattr(lab.simulator, "run_command", lambda *a: CommandOutcome(b"Access to the path is denied.\r\n"))
+    journal = Journal(lab.config.journal_path)
+    result = execute("spooler-restart", "PC001", config=lab.config, observers=[journal])
+    assert result.exit_code == 5 and result.error.kind == "bad-output"
+    assert "PC001" in result.error.message and "Access to the path is denied" in result.error.message
+    assert journal.get(result.run_id)["status"] == "error"
+
+
+def test_no_secret_reaches_output_or_journal(lab):
+    password = (lab.home / "lab" / "password").read_text()
+    out = run_cli("--profile", "lab", "spooler-restart", "PC042", "--json", home=lab.home)
+    assert out.code == 0
+    journal_bytes = b"".join(p.read_bytes() for p in lab.home.glob("journal.sqlite3*"))
+    assert journal_bytes and password.encode() not in journal_bytes
+    assert password not in out.stdout + out.stderr
+
+
+def test_python_api(lab):
+    from l1fix import run
+
+    result = run("spooler-restart", "PC007", ticket=77, profile="lab")
+    assert result.status == "fixed" and result.ticket == 77
+    assert result.before["orphan_spool_files"] > 0 and result.after["spool_files"] == 0
+
+
+def test_lab_start_runs_in_the_foreground_and_writes_its_profile(home):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "L1FIX_HOME": str(home)}
+    cmd = [sys.executable, "-m", "l1fix", "lab", "start", "--hosts", "5", "--port", "0", "--http-port", "0"]
+    lab = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = lab.stdout.readline()
+        assert "SIMULATED" in banner
+        deadline = time.monotonic() + 20
+        while not (home / "lab" / "inventory.yml").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out = run_cli("--profile", "lab", "service-restart", "PC003", "--service", "BITS", "--json", home=home)
+        assert out.code == 0 and out.json()["status"] == "already-ok"
+    finally:
+        lab.send_signal(signal.SIGTERM)
+        assert lab.wait(timeout=20) == 0

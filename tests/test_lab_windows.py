@@ -215,7 +215,9 @@ def test_progress_on_stderr_with_exit_code_zero(sim: LabSimulator) -> None:
 def test_everything_the_lab_says_is_marked_as_simulated(sim: LabSimulator) -> None:
     _, data = run(sim, "PC042", "spooler", ALL_STEPS)
     assert "simulated" in data["lab"]
-    assert all(data[step]["summary"].endswith(LAB_TAG) for step in ALL_STEPS)
+    assert data["check"]["summary"].endswith(LAB_TAG)  # the first sentence a technician reads
+    _, fixed_only = run(sim, "PC007", "spooler", ["fix"])
+    assert fixed_only["fix"]["summary"].endswith(LAB_TAG) and "simulated" in fixed_only["lab"]
 
 
 HOSTILE = [

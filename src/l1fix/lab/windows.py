@@ -188,12 +188,12 @@ def _script_name(script_text: str) -> str | None:
 
 
 def _tag(data: dict[str, Any], host: str) -> None:
-    """Say in every sentence a technician may read that this came from a simulation."""
+    """Mark every answer, and the first sentence a technician reads, as coming from a simulation."""
     data["lab"] = f"simulated Windows host {host} (l1fix lab), not a real computer"
-    for key in ("check", "fix", "verify"):
-        step = data.get(key)
-        if isinstance(step, dict) and isinstance(step.get("summary"), str):
-            step["summary"] += LAB_TAG
+    # One tag per answer is enough: the runner joins the steps' summaries into one line.
+    first = next((data[k] for k in ("check", "fix", "verify") if isinstance(data.get(k), dict)), None)
+    if first is not None and isinstance(first.get("summary"), str):
+        first["summary"] += LAB_TAG
     if isinstance(data.get("error"), str):
         data["error"] += LAB_TAG
 
