@@ -19,10 +19,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: importing rich would cost ~70 ms on every start
 )
-journal_app = typer.Typer(help="Read the local journal of runs.", invoke_without_command=True)
+journal_app = typer.Typer(help="Read the local journal of runs.", invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(journal_app, name="journal")
-lab_app = typer.Typer(help="The lab: SIMULATED Windows PCs on loopback, for training and tests.")
+lab_app = typer.Typer(help="The lab: SIMULATED Windows PCs on loopback, for training and tests.", rich_markup_mode=None)
 app.add_typer(lab_app, name="lab")
 
 
