@@ -200,3 +200,26 @@ def test_lab_start_runs_in_the_foreground_and_writes_its_profile(home):
     finally:
         lab.send_signal(signal.SIGTERM)
         assert lab.wait(timeout=20) == 0
+
+
+def test_debug_shows_the_traceback_and_default_hides_it(lab):
+    quiet = run_cli("--profile", "lab", "spooler-restart", "PC050", home=lab.home)
+    loud = run_cli("--debug", "--profile", "lab", "spooler-restart", "PC050", home=lab.home)
+    assert quiet.code == loud.code == 3
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback" in loud.stderr and "Unreachable" in loud.stderr
+
+
+def test_journal_lists_filters_and_shows_runs(lab):
+    first = run_cli("--profile", "lab", "spooler-restart", "PC042", "--ticket", "5", "--json", home=lab.home).json()
+    run_cli("--profile", "lab", "spooler-restart", "PC007", "--dry-run", home=lab.home)
+    listing = run_cli("--profile", "lab", "journal", "--since", "1h", home=lab.home)
+    lines = listing.stdout.splitlines()
+    assert len(lines) == 2 and "PC007" in lines[0] and "skipped" in lines[0]  # newest first
+    assert "PC042" in lines[1] and "fixed" in lines[1] and "#5" in lines[1]
+    only = run_cli("--profile", "lab", "journal", "--target", "PC042", "--json", home=lab.home)
+    assert [json.loads(line)["run_id"] for line in only.stdout.splitlines()] == [first["run_id"]]
+    shown = run_cli("--profile", "lab", "journal", "show", first["run_id"][:8], home=lab.home)
+    assert json.loads(shown.stdout)["after"] == first["after"]
+    missing = run_cli("--profile", "lab", "journal", "show", "ffffffff", home=lab.home)
+    assert missing.code == 2 and "no run" in missing.stderr

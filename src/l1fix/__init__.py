@@ -37,20 +37,12 @@ def run(
     """
     from l1fix.config import load_config
     from l1fix.errors import Refused
-    from l1fix.journal import Journal
-    from l1fix.runner import execute
+    from l1fix.runner import execute_journaled
 
     def refuse(_question: str) -> bool:
         raise Refused("this fix needs confirmation", hint="pass yes=True")
 
     config = load_config(config_path, profile)
-    return execute(
-        action,
-        target,
-        params,
-        config=config,
-        ticket=ticket,
-        dry_run=dry_run,
-        confirm=None if yes else refuse,
-        observers=[Journal(config.journal_path)],
+    return execute_journaled(
+        action, target, params, config=config, ticket=ticket, dry_run=dry_run, confirm=None if yes else refuse
     )

@@ -69,22 +69,14 @@ def run_and_report(
     yes: bool,
 ) -> None:
     """Run one action through the runner, print one line (or one JSON object), exit with its code."""
-    from l1fix.journal import Journal
-    from l1fix.runner import execute
+    from l1fix.runner import execute_journaled
 
     try:
         config = _config()
     except L1fixError as exc:
         raise fail(exc) from None
-    result = execute(
-        action,
-        target,
-        params,
-        config=config,
-        ticket=ticket,
-        dry_run=dry_run,
-        confirm=None if yes else _ask,
-        observers=[Journal(config.journal_path)],
+    result = execute_journaled(
+        action, target, params, config=config, ticket=ticket, dry_run=dry_run, confirm=None if yes else _ask
     )
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
@@ -308,18 +300,17 @@ def lab_demo(
     from l1fix.config import home_dir, load_config
     from l1fix.journal import Journal
     from l1fix.lab.profile import PROFILE, start_lab
-    from l1fix.runner import execute
+    from l1fix.runner import execute_journaled
 
     lab, _ = start_lab(home_dir(), port=0, http_port=0)
     try:
         typer.echo(f"l1fix lab: SIMULATED Windows PCs on loopback ({lab.address_of('PC001')}…, port {lab.port})")
         config = load_config(Options.config_path, PROFILE)
-        journal = Journal(config.journal_path)
         typer.echo(f"$ l1fix --profile lab spooler-restart {target} --ticket {ticket}")
-        result = execute("spooler-restart", target, {}, config=config, ticket=ticket, observers=[journal])
+        result = execute_journaled("spooler-restart", target, config=config, ticket=ticket)
         _print_human(result)
         typer.echo(f"$ l1fix --profile lab journal show {result.run_id[:8]}")
-        typer.echo(json.dumps(journal.get(result.run_id), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(Journal(config.journal_path).get(result.run_id), ensure_ascii=False, indent=2))
     finally:
         lab.stop()
     raise typer.Exit(result.exit_code)

@@ -90,6 +90,16 @@ def execute(
     return result
 
 
+def execute_journaled(
+    action_name: str, target_name: str, raw_params: dict[str, Any] | None = None, *, config: Config, **options: Any
+) -> RunResult:
+    """execute() with the profile's journal as the first observer: what the CLI and the API run."""
+    from l1fix.journal import Journal
+
+    observers = [Journal(config.journal_path), *options.pop("observers", ())]
+    return execute(action_name, target_name, raw_params, config=config, observers=observers, **options)
+
+
 def _resolve(config: Config, name: str, action_cls: type[Action]) -> Target:
     from l1fix.inventory import load_inventory
 
