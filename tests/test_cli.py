@@ -223,3 +223,14 @@ def test_journal_lists_filters_and_shows_runs(lab):
     assert json.loads(shown.stdout)["after"] == first["after"]
     missing = run_cli("--profile", "lab", "journal", "show", "ffffffff", home=lab.home)
     assert missing.code == 2 and "no run" in missing.stderr
+
+
+def test_a_fix_costs_at_most_five_ws_man_requests(lab):
+    from l1fix.runner import execute
+
+    lab.server.reset_stats()
+    result = execute("spooler-restart", "PC042", config=lab.config)
+    stats = lab.server.stats()
+    assert result.status == "fixed"
+    assert stats["requests"] <= 5 and stats["auth_handshakes"] == 1
+    assert stats["by_action"]["Create"] == 1 and stats["by_action"]["Delete"] == 1  # no shell left behind
