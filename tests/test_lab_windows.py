@@ -18,12 +18,23 @@ from l1fix.lab.windows import (
     WindowsHost,
     default_fleet,
     healthy_host,
+    packaged_library,
     packaged_scripts,
 )
 from l1fix.lab.wsman import CommandOutcome
-from l1fix.targets.powershell import ARGUMENTS, COMMAND, build_stdin, split_stdin
+from l1fix.targets.powershell import (
+    ARGUMENTS,
+    BOOTSTRAP,
+    COMMAND,
+    SEPARATOR,
+    SEPARATOR_LINE,
+    build_stdin,
+    encode_data,
+    split_stdin,
+)
 
 SCRIPTS = packaged_scripts()
+LIBRARY = packaged_library()
 ALL_STEPS = ["check", "fix", "verify"]
 
 
@@ -195,6 +206,59 @@ def test_an_altered_script_is_refused(sim: LabSimulator) -> None:
 
 
 @pytest.mark.parametrize(
+    "library",
+    [
+        LIBRARY + "function Get-Param { param($Request, $Name, $Default) 'evil' }\n",  # one function more
+        LIBRARY.replace("$ErrorActionPreference = 'Stop'", "$ErrorActionPreference = 'Continue'"),
+        LIBRARY.replace("\n", "\r\n"),  # even the line ends count
+        "",  # no library at all
+    ],
+    ids=["function-added", "setting-changed", "crlf", "empty"],
+)
+def test_a_tampered_library_is_refused(sim: LabSimulator, library: str) -> None:
+    assert library != LIBRARY
+    stdin = build_stdin(SCRIPTS["service"], payload(ALL_STEPS, {"service": "BITS"}), library)
+    assert split_stdin(stdin)[1] == SCRIPTS["service"]  # the script itself is l1fix's
+    outcome = sim.run_command("PC001", COMMAND, list(ARGUMENTS), stdin)
+    assert outcome.exit_code == 1 and outcome.stdout == b""
+    assert "not l1fix's _common.ps1" in clixml.to_text(outcome.stderr.decode())
+    assert sim.hosts["PC001"].scripts_run == []
+
+
+def test_the_library_is_sent_by_default_and_is_not_a_script(sim: LabSimulator) -> None:
+    assert "_common" not in SCRIPTS and {"spooler", "service"} <= set(SCRIPTS)
+    stdin = build_stdin(SCRIPTS["spooler"], payload(["check"]))
+    assert split_stdin(stdin)[:2] == (LIBRARY, SCRIPTS["spooler"])
+    assert stdin.decode().count("\n" + SEPARATOR + "\n") == 1
+    stdin = build_stdin(LIBRARY, payload(["check"]))  # the library sent as if it were a script
+    outcome = sim.run_command("PC001", COMMAND, list(ARGUMENTS), stdin)
+    assert outcome.exit_code == 1 and "not one of l1fix's scripts" in clixml.to_text(outcome.stderr.decode())
+
+
+def test_only_the_first_separator_line_splits() -> None:
+    # The bootstrap splits with the same pattern, in .NET, as split_stdin does here.
+    assert f"[regex]'{SEPARATOR_LINE}').Split([Console]::In.ReadToEnd(),2)" in BOOTSTRAP
+    assert "'" not in SEPARATOR_LINE
+    script = f"param($Request)\n{SEPARATOR}\n'after'\n"  # a script may hold the line itself
+    stdin = build_stdin(script, payload(["check"]), "function A { 1 }")  # no final newline: one is added
+    assert split_stdin(stdin)[:2] == ("function A { 1 }\n", script)
+    crlf = stdin.replace(f"}}\n{SEPARATOR}\n".encode(), f"}}\r\n{SEPARATOR}\r\n".encode(), 1)
+    assert split_stdin(crlf)[:2] == ("function A { 1 }\r\n", script)
+    not_a_line = stdin.replace(f"\n{SEPARATOR}\n".encode(), f"\n {SEPARATOR}\n".encode(), 1)
+    assert split_stdin(not_a_line)[:2] == (f"function A {{ 1 }}\n {SEPARATOR}\nparam($Request)\n", "'after'\n")
+    with pytest.raises(ValueError, match="separator"):
+        build_stdin(script, payload(["check"]), f"# a library\n{SEPARATOR}\r\n")
+
+
+def test_stdin_without_the_separator_is_refused(sim: LabSimulator) -> None:
+    stdin = build_stdin(SCRIPTS["service"], payload(["check"], {"service": "BITS"}))
+    stdin = stdin.replace(("\n" + SEPARATOR + "\n").encode(), b"\n")
+    outcome = sim.run_command("PC001", COMMAND, list(ARGUMENTS), stdin)
+    assert outcome.exit_code == 1 and "no separator line" in clixml.to_text(outcome.stderr.decode())
+    assert sim.hosts["PC001"].scripts_run == []
+
+
+@pytest.mark.parametrize(
     ("command", "arguments"),
     [("cmd.exe", ["/c", "whoami"]), (COMMAND, ["-NoProfile", "-EncodedCommand", "ZQBjAGgAbwA="])],
 )
@@ -229,6 +293,8 @@ HOSTILE = [
     "line1\nline2\r\n",
     "Spooler ünïcødé [x]",
     "' + (iex 'calc') + '",
+    f"\n{SEPARATOR}\n",  # the separator line, as data
+    f"x\r\n{SEPARATOR}\r\nfunction Get-Param {{ 'evil' }}\n{SEPARATOR}\n",
 ]
 
 
@@ -239,7 +305,12 @@ def test_hostile_values_arrive_unchanged_and_leave_the_script_unchanged(value: s
     sim = LabSimulator({"PC100": host})
     sent = payload(ALL_STEPS, {"service": value})
     stdin = build_stdin(SCRIPTS["service"], sent)
-    assert split_stdin(stdin)[0] == SCRIPTS["service"]
+    # The data is only base64 in the bootstrap line: no line break, no quote, no separator.
+    bootstrap, _, rest = stdin.decode().partition("\n")
+    data = encode_data(sent)
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", data) and bootstrap == BOOTSTRAP.replace("{data}", data)
+    assert rest == LIBRARY + SEPARATOR + "\n" + SCRIPTS["service"]
+    assert split_stdin(stdin) == (LIBRARY, SCRIPTS["service"], sent)
 
     outcome = sim.run_command("PC100", COMMAND, list(ARGUMENTS), stdin)
     data = json.loads(outcome.stdout)
@@ -300,5 +371,6 @@ def test_twin_keys_appear_in_the_powershell_script(script: str, params: dict[str
     for job in data["check"]["state"].get("jobs", []):
         keys |= set(job)
     assert script == "service" or "age_minutes" in keys
-    missing = [k for k in sorted(keys) if not re.search(rf"\b{k}\b\s*=|\['{k}'\]", SCRIPTS[script])]
+    text = SCRIPTS[script] + LIBRARY  # shared state keys (Get-ServiceState) are written in _common.ps1
+    missing = [k for k in sorted(keys) if not re.search(rf"\b{k}\b\s*=|\['{k}'\]", text)]
     assert missing == []

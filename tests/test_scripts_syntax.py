@@ -12,14 +12,16 @@ from tree_sitter import Language, Node, Parser
 import l1fix.actions
 
 ACTIONS = Path(l1fix.actions.__file__).parent
-SCRIPTS = sorted(ACTIONS.glob("*.ps1"))
+LIBRARY = ACTIONS / "_common.ps1"  # shared functions, sent ahead of every script
+ALL_PS1 = sorted(ACTIONS.glob("*.ps1"))  # the scripts and the library
+SCRIPTS = [p for p in ALL_PS1 if p != LIBRARY]
 PARSER = Parser(Language(tree_sitter_powershell.language()))
 # Ways to run text as code, or to hide code from review.
 FORBIDDEN = re.compile(
     r"Invoke-Expression|\biex\b|-EncodedCommand|\[ScriptBlock\]::Create|NewScriptBlock|Add-Type\s+-TypeDefinition",
     re.IGNORECASE,
 )
-PARAM_BLOCK = "param([Parameter(Mandatory = $true)][string]$InputB64)"
+PARAM_BLOCK = "param([Parameter(Mandatory = $true)][string]$Request)"
 
 
 def syntax_errors(source: bytes) -> list[str]:
@@ -39,13 +41,90 @@ def syntax_errors(source: bytes) -> list[str]:
     return found
 
 
-def test_the_actions_ship_their_scripts() -> None:
+def test_the_actions_ship_their_scripts_and_the_library() -> None:
     assert {"spooler.ps1", "service.ps1"} <= {p.name for p in SCRIPTS}
+    assert LIBRARY in ALL_PS1 and LIBRARY not in SCRIPTS
+
+
+@pytest.mark.parametrize("script", ALL_PS1, ids=lambda p: p.name)
+def test_script_parses_without_errors(script: Path) -> None:
+    assert syntax_errors(script.read_bytes()) == []
+
+
+def function_names(source: bytes) -> list[str]:
+    """The names of the functions a PowerShell file defines (at any depth), from its parse tree."""
+    names: list[str] = []
+
+    def walk(node: Node) -> None:
+        if node.type == "function_statement":
+            name = next(c for c in node.children if c.type == "function_name")
+            names.append(source[name.start_byte : name.end_byte].decode().casefold())
+        for child in node.children:
+            walk(child)
+
+    walk(PARSER.parse(source).root_node)
+    return names
+
+
+LIBRARY_FUNCTIONS = function_names(LIBRARY.read_bytes())
+
+
+def test_the_library_defines_the_shared_functions() -> None:
+    expected = ["Invoke-L1fixSteps", "Get-Param", "Get-ServiceByName", "Stop-ServiceTree", "Start-ServiceAndWait"]
+    assert {name.casefold() for name in expected} <= set(LIBRARY_FUNCTIONS)
+    assert len(LIBRARY_FUNCTIONS) == len(set(LIBRARY_FUNCTIONS))
+
+
+def test_function_names_are_found() -> None:
+    source = b"function Get-A { 1 }\nfunction global:Get-B {\n    param($x)\n    function Get-C { 2 }\n}\n"
+    assert function_names(source) == ["get-a", "global:get-b", "get-c"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_script_parses_without_errors(script: Path) -> None:
-    assert syntax_errors(script.read_bytes()) == []
+def test_no_script_redefines_a_library_function(script: Path) -> None:
+    # Copies are what _common.ps1 removes; a redefinition would also silently shadow it.
+    assert set(function_names(script.read_bytes())) & set(LIBRARY_FUNCTIONS) == set()
+
+
+# What the library may do at its top level besides defining functions: settings and constants.
+LIBRARY_STATEMENT = re.compile(r"\$\w+ = |Remove-TypeData -TypeName System\.Array |Add-Type -AssemblyName [\w.]+$")
+
+
+def top_level_statements(source: bytes) -> list[tuple[str, str]]:
+    """(node type, text) of each top-level statement of a PowerShell file, comments left out."""
+    nodes: list[Node] = []
+    for child in PARSER.parse(source).root_node.children:
+        nodes.extend(child.children if child.type == "statement_list" else [child])
+    return [(n.type, source[n.start_byte : n.end_byte].decode()) for n in nodes if n.type != "comment"]
+
+
+def only_definitions(source: bytes) -> bool:
+    return all(
+        kind == "function_statement" or (kind == "pipeline" and LIBRARY_STATEMENT.match(text) is not None)
+        for kind, text in top_level_statements(source)
+    )
+
+
+def test_the_library_holds_only_definitions() -> None:
+    """Settings, constants and functions: no param block, no output, nothing run."""
+    assert only_definitions(LIBRARY.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "Write-Output 'hi'\n",
+        "'a string is output'\n",
+        "Get-Service\n",
+        "param($x)\n",
+        "Invoke-L1fixSteps -EncodedRequest x\n",
+    ],
+)
+def test_a_library_that_does_more_than_define_is_detected(extra: str) -> None:
+    text = LIBRARY.read_text(encoding="utf-8")
+    head, _, rest = text.partition("#>\n")  # after the opening comment block
+    source = (head + "#>\n" + extra + rest).encode()
+    assert not only_definitions(source)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +146,7 @@ def test_a_shipped_script_with_one_brace_removed_is_detected() -> None:
     assert syntax_errors((text[:cut] + text[cut + 1 :]).encode()) != []
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", ALL_PS1, ids=lambda p: p.name)
 def test_script_never_evaluates_text_as_code(script: Path) -> None:
     assert FORBIDDEN.findall(script.read_text(encoding="utf-8")) == []
 
@@ -80,11 +159,24 @@ def test_code_evaluation_is_detected(snippet: str) -> None:
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_script_takes_its_data_as_one_base64_parameter(script: Path) -> None:
     text = script.read_text(encoding="utf-8")
-    assert PARAM_BLOCK in text
-    assert "ConvertTo-Json" in text and "-Compress" in text
+    code = re.sub(r"<#.*?#>", "", text, flags=re.DOTALL)  # after its comment block
+    assert code.lstrip().startswith(PARAM_BLOCK)
+    # The library's frame decodes the data and writes the one JSON document.
+    assert "Invoke-L1fixSteps -EncodedRequest $Request" in text
+    assert "_common.ps1" in text  # says where its other functions come from
+    library = LIBRARY.read_text(encoding="utf-8")
+    assert "ConvertTo-Json" in library and "-Compress" in library
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", ALL_PS1, ids=lambda p: p.name)
 def test_script_is_ascii(script: Path) -> None:
     # Windows PowerShell 5.1 reads a file without BOM as ANSI: keep scripts portable.
     script.read_bytes().decode("ascii")
+
+
+def test_the_bootstrap_line_parses() -> None:
+    from l1fix.targets.powershell import BOOTSTRAP, encode_data
+
+    line = BOOTSTRAP.replace("{data}", encode_data({"params": {"x": "it's"}}))
+    assert "\n" not in line and FORBIDDEN.findall(line) == ["[ScriptBlock]::Create"] * 2  # the only two
+    assert syntax_errors(line.encode()) == []

@@ -42,7 +42,7 @@ class EchoHost:
         self.received.append((command, arguments, stdin))
         if self.reply is not None:
             return self.reply
-        script, payload = powershell.split_stdin(stdin)
+        _library, script, payload = powershell.split_stdin(stdin)
         doc = {"check": {"ok": True, "state": {"script_len": len(script), "payload": payload}, "summary": "echo"}}
         return CommandOutcome(json.dumps(doc, ensure_ascii=False).encode(), PROGRESS_CLIXML.encode(), 0)
 
@@ -71,7 +71,7 @@ def connection(lab: WSManLab, scheme: str = "https", host: str = "PC001", **over
 
 
 def big_script(tmp_path: Path) -> Path:
-    body = "param([Parameter(Mandatory = $true)][string]$InputB64)\n" + "".join(
+    body = "param([Parameter(Mandatory = $true)][string]$Request)\n" + "".join(
         f"# filler line {i} — ünïcødé to make the script large\n" for i in range(600)
     )
     assert len(body.encode()) > 20_000
@@ -84,24 +84,26 @@ def big_script(tmp_path: Path) -> Path:
 def test_script_over_20kb_and_data_arrive_unchanged(echo_lab, tmp_path, scheme):
     lab, host = echo_lab
     script = big_script(tmp_path)
-    hostile = "a'b\"c $(Remove-Item C:\\) `whoami`; rm -rf /\nnext line ünïcødé 🖨"
+    hostile = "a'b\"c $(Remove-Item C:\\) `whoami`; rm -rf /\nnext line ünïcødé 🖨\n# <l1fix-script>\n"
     conn = connection(lab, scheme)
     result = conn.run_script(script, {"params": {"service": hostile}}, timeout=30)
     conn.close()
     command, arguments, stdin = host.received[0]
     assert command == "powershell.exe"
     assert arguments == ["-NoProfile", "-NonInteractive", "-Command", "-"]
-    script_text, payload = powershell.split_stdin(stdin)
+    library_text, script_text, payload = powershell.split_stdin(stdin)
+    assert library_text == powershell.LIBRARY_PATH.read_text(encoding="utf-8")  # sent with every script
     assert script_text == script.read_text(encoding="utf-8")  # the script is never altered
     assert payload["params"]["service"] == hostile
     assert result.data["check"]["state"]["payload"]["params"]["service"] == hostile
+    assert result.data["check"]["state"]["script_len"] == len(script_text)
     assert result.stderr == ""  # the CLIXML progress record is not an error
 
 
 def test_one_shell_serves_several_commands(echo_lab, tmp_path):
     lab, _ = echo_lab
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     conn = connection(lab)
     lab.reset_stats()
     conn.run_script(script, {}, timeout=30)
@@ -118,7 +120,7 @@ def test_real_timeout_terminates_the_command(echo_lab, tmp_path):
     lab, host = echo_lab
     host.reply = CommandOutcome(b"{}", b"", 0, duration_s=30)
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     conn = connection(lab, operation_timeout_s=1, read_timeout_s=5, command_timeout_s=2)
     with pytest.raises(Timeout, match="did not finish within 2 s"):
         conn.run_script(script, {}, timeout=60)
@@ -129,7 +131,7 @@ def test_output_that_is_not_json_is_bad_output(echo_lab, tmp_path):
     lab, host = echo_lab
     host.reply = CommandOutcome(b"Hello from a login banner\r\n", b"", 0)
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     with pytest.raises(BadOutput, match="did not return a JSON result"):
         connection(lab).run_script(script, {}, timeout=30)
 
@@ -142,7 +144,7 @@ def test_script_error_is_reported_with_its_message(echo_lab, tmp_path):
     )
     host.reply = CommandOutcome(b'{"error": "service Nope not found"}\r\n', error_clixml.encode(), 1)
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     with pytest.raises(RemoteError, match="service Nope not found"):
         connection(lab).run_script(script, {}, timeout=30)
 
@@ -152,7 +154,7 @@ def test_wrong_password_is_auth_refused_without_the_password(echo_lab, tmp_path,
     monkeypatch.setenv("L1FIX_TEST_WINRM_PASSWORD", "Wrong-Secret-123")
     Secret("Wrong-Secret-123")
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     with pytest.raises(AuthRefused) as err:
         connection(lab).run_script(script, {}, timeout=30)
     assert "Wrong-Secret-123" not in str(err.value) and "refused" in str(err.value)
@@ -161,7 +163,7 @@ def test_wrong_password_is_auth_refused_without_the_password(echo_lab, tmp_path,
 def test_certificate_not_trusted_is_tls_failure(echo_lab, tmp_path):
     lab, _ = echo_lab
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     with pytest.raises(TlsFailure):
         connection(lab, ca_bundle=None).run_script(script, {}, timeout=30)
 
@@ -169,7 +171,7 @@ def test_certificate_not_trusted_is_tls_failure(echo_lab, tmp_path):
 def test_connection_refused_is_unreachable(echo_lab, tmp_path):
     lab, _ = echo_lab
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     conn = WinRMConnection(
         Target("PC009", "127.0.11.99", port=lab.port),
         WinRMSettings(ca_bundle=lab.ca_path, username=USER, password="env:L1FIX_TEST_WINRM_PASSWORD"),
@@ -186,7 +188,7 @@ def test_basic_auth_over_plain_http_is_refused_before_sending():
 def test_a_connection_belongs_to_one_thread(echo_lab, tmp_path):
     lab, _ = echo_lab
     script = tmp_path / "s.ps1"
-    script.write_text("param($InputB64)\n")
+    script.write_text("param($Request)\n")
     conn = connection(lab)
     errors: list[BaseException] = []
 

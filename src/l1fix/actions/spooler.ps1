@@ -9,21 +9,18 @@
              Spooler and the dependents that were running, each wait bounded.
     verify : ok = Spooler Running and its queue empty.
 
-    Input : -InputB64 = base64 of UTF-8 JSON {action, steps, params, before}.
+    Input : -Request = base64 of UTF-8 JSON {action, steps, params, before}.
             Optional params: stuck_minutes (default 30; 0 = do not judge jobs by age),
             timeout_s (default 60).
     Output: exactly one JSON document, a key per step run; {"error": "..."} and exit 1 on error.
     Values from the input are data only: nothing here builds code or a command from them.
-#>
-param([Parameter(Mandatory = $true)][string]$InputB64)
 
-$ErrorActionPreference = 'Stop'
-$ProgressPreference = 'SilentlyContinue'
-$WarningPreference = 'SilentlyContinue'
-# Windows PowerShell 5.1 can serialise arrays as {"value":[...],"Count":n} because of the
-# extended type data of System.Array; without it ConvertTo-Json writes plain JSON arrays.
-Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
-Add-Type -AssemblyName System.ServiceProcess
+    From _common.ps1 (sent ahead of this script, which also sets $ErrorActionPreference = 'Stop'):
+    Invoke-L1fixSteps (decodes the input, runs the steps, writes the JSON), Get-Param,
+    Format-Count, Get-ServiceByName, Get-ServiceState, Stop-ServiceTree, Start-ServiceAndWait,
+    Start-Dependents.
+#>
+param([Parameter(Mandatory = $true)][string]$Request)
 
 $SpoolerName = 'Spooler'
 $SpoolRegistryKey = 'HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\Print\Printers'
@@ -43,121 +40,6 @@ $JobStatusBits = [ordered]@{
     Restart          = 0x800
 }
 $StuckStatuses = @('Paused', 'Error', 'Deleting', 'Blocked')
-
-function Get-Param {
-    # An optional parameter from the request, or its default when absent or null.
-    param($Request, [string]$Name, $Default)
-    if ($null -eq $Request.params) {
-        return $Default
-    }
-    $property = $Request.params.PSObject.Properties[$Name]
-    if ($null -eq $property -or $null -eq $property.Value) {
-        return $Default
-    }
-    return $property.Value
-}
-
-function Format-Count {
-    param([int]$Count, [string]$Noun)
-    if ($Count -eq 1) {
-        return "1 $Noun"
-    }
-    return "$Count ${Noun}s"
-}
-
-function Get-ServiceByName {
-    # Exact, case-insensitive match on the service name: Get-Service -Name would treat
-    # [ ] * ? as wildcards, and the ServiceController constructor also accepts display names.
-    param([string]$Name)
-    $found = @([System.ServiceProcess.ServiceController]::GetServices() |
-        Where-Object { $_.ServiceName -eq $Name })
-    if ($found.Count -eq 0) {
-        return $null
-    }
-    return $found[0]
-}
-
-function Get-ServiceState {
-    param($Service)
-    $Service.Refresh()
-    $dependents = @($Service.DependentServices | ForEach-Object {
-            $_.Refresh()
-            [ordered]@{ name = $_.ServiceName; status = [string]$_.Status }
-        })
-    # Enums become numbers in ConvertTo-Json: turn them into their names.
-    return [ordered]@{
-        service            = $Service.ServiceName
-        display_name       = $Service.DisplayName
-        status             = [string]$Service.Status
-        start_type         = [string]$Service.StartType
-        dependents         = $dependents
-        dependents_running = @($dependents | Where-Object { $_.status -eq 'Running' } | ForEach-Object { $_.name })
-    }
-}
-
-function Wait-ServiceStatus {
-    param($Service, [string]$Status, [TimeSpan]$Timeout)
-    try {
-        $Service.WaitForStatus($Status, $Timeout)
-    }
-    catch {
-        throw "Service '$($Service.ServiceName)' did not reach $Status within $([int]$Timeout.TotalSeconds) s."
-    }
-}
-
-function Stop-ServiceTree {
-    # Stop-Service -Force does the same but waits without a time limit. DependentServices
-    # lists direct and indirect dependents in the order they must be stopped.
-    param($Service, [TimeSpan]$Timeout)
-    foreach ($dependent in @($Service.DependentServices)) {
-        $dependent.Refresh()
-        if ($dependent.Status -ne 'Stopped') {
-            if ($dependent.Status -ne 'StopPending') {
-                $dependent.Stop()
-            }
-            Wait-ServiceStatus -Service $dependent -Status 'Stopped' -Timeout $Timeout
-        }
-    }
-    $Service.Refresh()
-    if ($Service.Status -ne 'Stopped') {
-        if ($Service.Status -ne 'StopPending') {
-            $Service.Stop()
-        }
-        Wait-ServiceStatus -Service $Service -Status 'Stopped' -Timeout $Timeout
-    }
-}
-
-function Start-ServiceAndWait {
-    # Start and wait until Running; returns $null, or why it is not running. A service that
-    # fails during start-up falls back to Stopped: stop waiting then, not at the timeout.
-    param($Service, [TimeSpan]$Timeout)
-    try {
-        $Service.Refresh()
-        if ($Service.Status -eq 'Running') {
-            return $null
-        }
-        if ($Service.Status -ne 'StartPending') {
-            $Service.Start()
-        }
-        $deadline = [DateTime]::UtcNow + $Timeout
-        do {
-            Start-Sleep -Milliseconds 250
-            $Service.Refresh()
-        } while ($Service.Status -eq 'StartPending' -and [DateTime]::UtcNow -lt $deadline)
-        if ($Service.Status -eq 'Running') {
-            return $null
-        }
-        return "it is $($Service.Status) after the start request"
-    }
-    catch {
-        # "Cannot start service X on computer '.'" wraps the Win32 reason: report the reason.
-        $reason = $_.Exception
-        while ($null -ne $reason.InnerException) {
-            $reason = $reason.InnerException
-        }
-        return $reason.Message
-    }
-}
 
 function Get-SpoolFolder {
     # The Spooler reads its folder from the registry; it may have been moved off C:.
@@ -324,16 +206,9 @@ function Invoke-SpoolerFix {
     $fix.start_error = Start-ServiceAndWait -Service $service -Timeout $Timeout
     $fix.started = $null -eq $fix.start_error
     if ($fix.started) {
-        # Dependents were listed in stop order: start them in the reverse order.
-        [array]::Reverse($dependentsRunning)
-        foreach ($dependent in $dependentsRunning) {
-            if ($null -eq (Start-ServiceAndWait -Service $dependent -Timeout $Timeout)) {
-                $fix.dependents_restarted += $dependent.ServiceName
-            }
-            else {
-                $fix.dependents_not_restarted += $dependent.ServiceName
-            }
-        }
+        $again = Start-Dependents -Dependents $dependentsRunning -Timeout $Timeout
+        $fix.dependents_restarted = $again.restarted
+        $fix.dependents_not_restarted = $again.not_restarted
     }
     else {
         $fix.dependents_not_restarted = @($dependentsRunning | ForEach-Object { $_.ServiceName })
@@ -363,31 +238,19 @@ function Invoke-SpoolerFix {
     return $fix
 }
 
-try {
-    $request = ConvertFrom-Json -InputObject ([System.Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($InputB64)))
-    $stuckMinutes = [int](Get-Param -Request $request -Name 'stuck_minutes' -Default 30)
-    $timeout = [TimeSpan]::FromSeconds([double](Get-Param -Request $request -Name 'timeout_s' -Default 60))
-    $result = [ordered]@{}
-    foreach ($step in @($request.steps)) {
-        if ($step -eq 'check') {
-            $result['check'] = Get-CheckObservation -State (Get-SpoolerState -StuckMinutes $stuckMinutes)
-            if ($result['check'].ok) {
-                break  # nothing wrong: no fix, no verify
-            }
-        }
-        elseif ($step -eq 'fix') {
-            $result['fix'] = Invoke-SpoolerFix -Timeout $timeout
-        }
-        elseif ($step -eq 'verify') {
-            $result['verify'] = Get-VerifyObservation -State (Get-SpoolerState -StuckMinutes $stuckMinutes)
-        }
-        else {
-            throw "Unknown step '$step' (expected check, fix or verify)."
-        }
+Invoke-L1fixSteps -EncodedRequest $Request -Prepare {
+    param($Request)
+    @{
+        StuckMinutes = [int](Get-Param -Request $Request -Name 'stuck_minutes' -Default 30)
+        Timeout      = [TimeSpan]::FromSeconds([double](Get-Param -Request $Request -Name 'timeout_s' -Default 60))
     }
-    Write-Output (ConvertTo-Json -InputObject $result -Compress -Depth 8)
-}
-catch {
-    Write-Output (ConvertTo-Json -InputObject ([ordered]@{ error = $_.Exception.Message }) -Compress)
-    exit 1
+} -Check {
+    param($Settings)
+    Get-CheckObservation -State (Get-SpoolerState -StuckMinutes $Settings.StuckMinutes)
+} -Fix {
+    param($Settings)
+    Invoke-SpoolerFix -Timeout $Settings.Timeout
+} -Verify {
+    param($Settings)
+    Get-VerifyObservation -State (Get-SpoolerState -StuckMinutes $Settings.StuckMinutes)
 }

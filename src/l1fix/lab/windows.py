@@ -2,8 +2,9 @@
 
 `LabSimulator` is what the lab's WS-Management server (`l1fix.lab.wsman`) asks to run a
 command. It accepts only what l1fix sends — `powershell.exe -NoProfile -NonInteractive
--Command -` with one of l1fix's own scripts on stdin, byte for byte — and runs the Python
-twin of that script (`l1fix.lab.scripts`) against the simulated host's state.
+-Command -` with l1fix's shared library `_common.ps1` and one of l1fix's own scripts on
+stdin, both byte for byte — and runs the Python twin of that script (`l1fix.lab.scripts`)
+against the simulated host's state.
 
 `default_fleet()` builds PC001…PCnnn, healthy except for these deterministic problems:
 
@@ -145,11 +146,16 @@ class LabSimulator:
             expected = " ".join(powershell.ARGUMENTS)
             return _failure(f"lab: this simulated host only runs `powershell.exe {expected}`")
         try:
-            script_text, payload = powershell.split_stdin(stdin)
+            library_text, script_text, payload = powershell.split_stdin(stdin)
         except (ValueError, UnicodeDecodeError) as exc:
             return _failure(f"lab: unreadable stdin for the simulated powershell.exe: {exc}")
         with machine.lock:
             machine.received.append(payload)
+            if library_text != packaged_library():
+                return _failure(
+                    f"lab: this library is not l1fix's {powershell.LIBRARY_NAME}; "
+                    "the lab only simulates l1fix's own scripts"
+                )
             name = _script_name(script_text)
             if name is None:
                 return _failure(
@@ -174,13 +180,21 @@ class LabSimulator:
 
 
 def packaged_scripts() -> dict[str, str]:
-    """The PowerShell scripts shipped in l1fix.actions, by stem, read as the connection reads them."""
+    """The PowerShell scripts shipped in l1fix.actions, by stem, read as the connection reads them.
+
+    The shared library `_common.ps1` is not a script: see packaged_library().
+    """
     folder = resources.files("l1fix.actions")
     return {
         item.name.removesuffix(".ps1"): item.read_text(encoding="utf-8")
         for item in folder.iterdir()
-        if item.name.endswith(".ps1")
+        if item.name.endswith(".ps1") and item.name != powershell.LIBRARY_NAME
     }
+
+
+def packaged_library() -> str:
+    """The shared library `_common.ps1` shipped in l1fix.actions, read as the connection reads it."""
+    return (resources.files("l1fix.actions") / powershell.LIBRARY_NAME).read_text(encoding="utf-8")
 
 
 def _script_name(script_text: str) -> str | None:
