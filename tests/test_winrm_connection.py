@@ -202,3 +202,11 @@ def test_a_connection_belongs_to_one_thread(echo_lab, tmp_path):
     worker.start()
     worker.join()
     assert errors and "one thread" in str(errors[0])
+
+
+def test_kerberos_without_its_library_is_a_clear_bad_input(monkeypatch):
+    import l1fix.targets.winrm as winrm_connection
+
+    monkeypatch.setattr(winrm_connection, "HAVE_KERBEROS", False)
+    with pytest.raises(BadInput, match="Kerberos needs"):
+        WinRMConnection(Target("PC001", "127.0.0.1"), WinRMSettings(transport="kerberos"))

@@ -23,6 +23,7 @@ from winrm.exceptions import (
     WSManFaultError,
 )
 from winrm.protocol import Protocol
+from winrm.transport import HAVE_KERBEROS
 
 from l1fix import clixml
 from l1fix.config import resolve_secret
@@ -53,7 +54,7 @@ def open_connection(target: Target, config: Config) -> WinRMConnection:
 
 
 def endpoint_of(target: Target, settings: WinRMSettings) -> str:
-    port = target.port or settings.port or (5986 if settings.scheme == "https" else 5985)
+    port = target.port or settings.effective_port
     host = f"[{target.address}]" if ":" in target.address else target.address
     return f"{settings.scheme}://{host}:{port}/wsman"
 
@@ -66,6 +67,8 @@ def check_policy(settings: WinRMSettings) -> None:
         raise BadInput(f"winrm transport must be ntlm, kerberos or basic, not {settings.transport!r}")
     if settings.scheme == "http" and settings.transport == "basic":
         raise BadInput("Basic auth over plain HTTP would send the password in clear: use https or ntlm")
+    if settings.transport == "kerberos" and not HAVE_KERBEROS:
+        raise BadInput("Kerberos needs pywinrm's kerberos extra", hint="pip install 'pywinrm[kerberos]', or use ntlm")
 
 
 class WinRMConnection:
