@@ -144,3 +144,38 @@ def test_secrets_never_reach_the_result(setup, monkeypatch):
     text = str(result.to_json()) + str(journal.get(result.run_id))
     assert "Temp-Pa55-XYZ" not in text
     assert "[redacted]" in result.output
+
+
+class FakeAccountFix(Action):
+    """An account fix that takes a secret and hands the technician a temporary password."""
+
+    name = "fake-account"
+    summary = "Fake account fix"
+    params = (Param("password", "a password to set", type=Secret, default=None),)
+    target_kinds = frozenset({"ad-user"})
+
+    def check(self, ctx: RunContext) -> Observation:
+        return Observation(False, {"user": ctx.target.name}, "locked")
+
+    def fix(self, ctx: RunContext, before: Observation) -> dict[str, Any]:
+        chosen = ctx.params["password"] or Secret("Generated-Temp-42")
+        ctx.reveal("temporary password", chosen)
+        return {"summary": f"password set to {chosen.reveal()}"}
+
+    def verify(self, ctx: RunContext, before: Observation) -> Observation:
+        return Observation(True, {"user": ctx.target.name}, "unlocked")
+
+
+def test_account_targets_skip_the_inventory_and_secrets_stay_out_of_the_record(home, monkeypatch):
+    config = load_config()
+    monkeypatch.setattr(runner, "get_action", lambda name: FakeAccountFix)
+    journal = Journal(config.journal_path)
+    result = runner.execute(
+        "fake-account", "jdupont", {"password": "Supplied-Pa55"}, config=config, observers=[journal]
+    )
+    assert result.status == Status.FIXED and result.target == "jdupont"
+    assert [(label, s.reveal()) for label, s in result.revealed] == [("temporary password", "Supplied-Pa55")]
+    recorded = str(result.to_json()) + str(journal.get(result.run_id))
+    assert "Supplied-Pa55" not in recorded and "[redacted]" in recorded
+    result = runner.execute("fake-account", "jdupont", config=config, observers=[journal])
+    assert "Generated-Temp-42" not in str(result.to_json()) + str(journal.get(result.run_id))

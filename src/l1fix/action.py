@@ -14,7 +14,8 @@ from l1fix.errors import BadInput
 
 if TYPE_CHECKING:
     from l1fix.config import Config
-    from l1fix.targets.base import Connection, Target
+    from l1fix.secrets import Secret
+    from l1fix.targets.base import Connection, ScriptConnection, Target
 
 ENTRY_POINT_GROUP = "l1fix.actions"
 BUILTIN_MODULES = ("l1fix.actions.spooler", "l1fix.actions.service")
@@ -42,8 +43,19 @@ class Param:
     def required(self) -> bool:
         return self.default is _REQUIRED
 
+    @property
+    def secret(self) -> bool:
+        """A secret parameter (type Secret) is never taken on the command line: the CLI reads it from stdin."""
+        from l1fix.secrets import Secret
+
+        return self.type is Secret
+
     def convert(self, raw: Any) -> Any:
         """Turn a raw value (often a string from the command line) into the declared type."""
+        if self.secret:
+            from l1fix.secrets import Secret
+
+            return raw if isinstance(raw, Secret) else Secret(str(raw))
         try:
             if self.type is bool and isinstance(raw, str):
                 if raw.lower() not in ("true", "false", "yes", "no", "1", "0"):
@@ -62,7 +74,7 @@ class Param:
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "type": self.type.__name__,
+            "type": "secret" if self.secret else self.type.__name__,
             "help": self.help,
             "required": self.required,
             "default": None if self.required else self.default,
@@ -92,6 +104,7 @@ class RunContext:
     connect: Callable[[], Connection]
     config: Config
     outputs: list[str] = field(default_factory=list)
+    revealed: list[tuple[str, Secret]] = field(default_factory=list)
     _connection: Connection | None = None
 
     @property
@@ -99,6 +112,10 @@ class RunContext:
         if self._connection is None:
             self._connection = self.connect()
         return self._connection
+
+    def reveal(self, label: str, secret: Secret) -> None:
+        """Hand a secret (a temporary password) to the technician, once, on the terminal only."""
+        self.revealed.append((label, secret))
 
     def close(self) -> None:
         if self._connection is not None:
@@ -222,7 +239,7 @@ class ScriptAction(Action):
         import inspect
         from pathlib import Path
 
-        conn = ctx.connection
+        conn: ScriptConnection = ctx.connection  # type: ignore[assignment]
         path = Path(inspect.getfile(type(self))).with_name(self.script + conn.script_suffix)
         payload = {
             "action": self.name,

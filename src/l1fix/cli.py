@@ -82,6 +82,7 @@ def run_and_report(
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
     else:
         _print_human(result)
+    _show_revealed(result, to_stderr=as_json)
     if Options.debug and result.exception is not None:
         import traceback
 
@@ -104,7 +105,18 @@ def _print_human(result: Any) -> None:
         typer.echo(f"l1fix: {result.error.message}", err=True)
 
 
+def _show_revealed(result: Any, *, to_stderr: bool) -> None:
+    """Secrets for the technician (a temporary password): the terminal only, once, never --json."""
+    for label, secret in result.revealed:
+        typer.echo(f"{label}: {secret.reveal()}", err=to_stderr)
+
+
 def _param_option(p: Param) -> inspect.Parameter:
+    if p.secret:  # never on the command line: a flag that reads the value from stdin
+        option = typer.Option(f"--{p.name}-stdin", help=f"Read {p.help} from stdin (one line).")
+        return inspect.Parameter(
+            _option_key(p), inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[bool, option], default=False
+        )
     kind = p.type if p.type in (str, int, bool, float) else str
     default = None if p.required else p.default
     if p.type is bool:
@@ -113,6 +125,15 @@ def _param_option(p: Param) -> inspect.Parameter:
         option = typer.Option(f"--{p.name}", help=p.help + (" [required]" if p.required else ""))
     annotation = Annotated[kind, option] if p.type is bool else Annotated[kind | None, option]
     return inspect.Parameter(_option_key(p), inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+def _read_secret_stdin(p: Param) -> Any:
+    from l1fix.secrets import Secret
+
+    value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise fail(BadInput(f"--{p.name}-stdin: nothing was read from stdin"))
+    return Secret(value)
 
 
 def _option_key(p: Param) -> str:
@@ -124,6 +145,9 @@ def _command_for(action_cls: type[Action]) -> Any:
 
     def command(**kwargs: Any) -> None:
         params = {p.name: kwargs[_option_key(p)] for p in action_cls.params}
+        for p in action_cls.params:
+            if p.secret:
+                params[p.name] = _read_secret_stdin(p) if params[p.name] else None
         run_and_report(
             action_cls.name,
             kwargs["target"],
@@ -191,8 +215,17 @@ def run_generic(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise fail(BadInput(f"parameter {item!r} is not key=value"))
+        if _is_secret_param(action, key):
+            raise fail(
+                BadInput(f"{key} is a secret: never on the command line", hint=f"use l1fix {action} --{key}-stdin")
+            )
         values[key] = value
     run_and_report(action, target, values, ticket=ticket, dry_run=dry_run, as_json=as_json, yes=yes)
+
+
+def _is_secret_param(action: str, key: str) -> bool:
+    action_cls = registry().get(action)
+    return action_cls is not None and any(p.name == key and p.secret for p in action_cls.params)
 
 
 @app.command("actions")

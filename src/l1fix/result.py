@@ -7,6 +7,9 @@ from enum import StrEnum
 from typing import Any
 
 from l1fix.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, L1fixError
+from l1fix.secrets import Secret
+
+_NOT_JSON = ("exception", "revealed")
 
 
 class Status(StrEnum):
@@ -51,6 +54,9 @@ class RunResult:
     error: ErrorInfo | None = None
     dry_run: bool = False
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    # Secrets for the technician's eyes only (a temporary password): shown once on the
+    # terminal by the CLI, never in to_json(), the journal or a followup.
+    revealed: list[tuple[str, Secret]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def exit_code(self) -> int:
@@ -62,7 +68,7 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """The --json contract: stable keys, secrets already removed."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exception"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_JSON}
         data["status"] = str(self.status)
         data["duration_s"] = round(self.duration_s, 3)
         if self.error is not None:

@@ -14,7 +14,7 @@ from l1fix.config import Config
 from l1fix.errors import BadInput, L1fixError
 from l1fix.result import ErrorInfo, RunResult, Status
 from l1fix.secrets import redact, redact_data
-from l1fix.targets.base import Target, connect
+from l1fix.targets.base import ACCOUNT_KINDS, Target, connect
 
 OUTPUT_EXCERPT_CHARS = 8000
 
@@ -80,6 +80,7 @@ def execute(
         result.exception = exc
     finally:
         if ctx is not None:
+            result.revealed = ctx.revealed
             result.output = redact("\n".join(ctx.outputs))[-OUTPUT_EXCERPT_CHARS:]
             _close_quietly(ctx)
         result.duration_s = time.perf_counter() - started
@@ -101,6 +102,11 @@ def execute_journaled(
 
 
 def _resolve(config: Config, name: str, action_cls: type[Action]) -> Target:
+    account_kinds = sorted(action_cls.target_kinds & ACCOUNT_KINDS.keys())
+    if account_kinds:
+        if not name or len(name) > 256 or any(ord(c) < 32 for c in name):
+            raise BadInput(f"{name!r} is not an account name")
+        return Target.account(name, account_kinds[0])
     from l1fix.inventory import load_inventory
 
     target = load_inventory(config.inventory_path).resolve(name)

@@ -11,12 +11,14 @@ if TYPE_CHECKING:
     from l1fix.config import Config
 
 # connection name -> module in l1fix.targets; imported only when used (fast start).
-CONNECTION_MODULES = {"winrm": "l1fix.targets.winrm"}
+CONNECTION_MODULES = {"winrm": "l1fix.targets.winrm", "ldap": "l1fix.targets.ldap"}
+# kinds of target that are accounts in a directory, not computers: the connection that finds them.
+ACCOUNT_KINDS = {"ad-user": "ldap"}
 
 
 @dataclass(frozen=True)
 class Target:
-    """A computer or account a fix runs against, as the inventory resolved it."""
+    """A computer (as the inventory resolved it) or an account in a directory."""
 
     name: str
     address: str
@@ -24,10 +26,17 @@ class Target:
     connection: str = "winrm"
     port: int | None = None
     settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    account_kind: str | None = None  # "ad-user" for an account; None for a computer
 
     @property
     def kind(self) -> str:
-        return self.os
+        """What actions declare in target_kinds: the account kind, else the computer's OS."""
+        return self.account_kind or self.os
+
+    @classmethod
+    def account(cls, name: str, kind: str) -> Target:
+        """An account target: the directory connection resolves the name, not the inventory."""
+        return cls(name=name, address="", os="", connection=ACCOUNT_KINDS[kind], account_kind=kind)
 
 
 @dataclass
@@ -41,13 +50,17 @@ class ScriptResult:
 
 
 class Connection(Protocol):
-    """A way to run l1fix's scripts on a target. One per run; reused by its steps."""
+    """How l1fix reaches a target. One per run, reused by its steps, closed at the end."""
+
+    def close(self) -> None: ...
+
+
+class ScriptConnection(Connection, Protocol):
+    """A connection that runs l1fix's script files on a computer (WinRM, SSH)."""
 
     script_suffix: str  # ".ps1" or ".sh": which script file of an action to send
 
     def run_script(self, script: Path, payload: dict[str, Any], *, timeout: float) -> ScriptResult: ...
-
-    def close(self) -> None: ...
 
 
 def connect(target: Target, config: Config) -> Connection:
