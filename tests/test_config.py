@@ -354,3 +354,44 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- [profiles.NAME.glpi] -------------------------------------------------------------------
+
+
+def test_glpi_section_is_typed_and_never_holds_a_token(tmp_path):
+    from l1fix.config import GlpiConfig
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[profiles.p.glpi]\nurl = "https://glpi.example/apirest.php"\napp_token = "env:GLPI_APP"\n'
+        'user_token = "file:glpi.token"\nca_bundle = "ca.pem"\nlanguage = "en"\ntimeout_s = 5\n'
+    )
+    glpi = load_config(path, "p").glpi
+    assert glpi == GlpiConfig(
+        url="https://glpi.example/apirest.php",
+        app_token="env:GLPI_APP",
+        user_token=f"file:{tmp_path / 'glpi.token'}",
+        ca_bundle=tmp_path / "ca.pem",
+        language="en",
+        timeout_s=5.0,
+    )
+    assert glpi.followup_private is True and glpi.inventory_lookup is False
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('user_token = "q1w2e3r4t5"', "never stored in config"),
+        ('language = "de"', "expected fr or en"),
+        ('verify = "yes"', "expected true or false"),
+        ("timeout_s = true", "expected a number"),
+        ('urll = "x"', "did you mean 'url'"),
+    ],
+)
+def test_glpi_section_errors(tmp_path, line, message):
+    path = tmp_path / "config.toml"
+    path.write_text(f"[profiles.p.glpi]\n{line}\n")
+    with pytest.raises(BadInput, match=message) as err:
+        load_config(path, "p")
+    assert "q1w2e3r4t5" not in str(err.value)

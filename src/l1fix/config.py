@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ PASSWORD_FORMS = "env:NAME, keyring:service/user, file:PATH or prompt"
 _PASSWORD_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*|keyring:[^/]+/.+|file:.+|prompt", re.DOTALL)
 
 _TOP_KEYS = ("default_profile", "profiles")
-_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm")
+_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm", "glpi")
 
 
 def home_dir() -> Path:
@@ -65,6 +65,26 @@ class WinRMSettings:
 
 WINRM_KEYS = tuple(f.name for f in fields(WinRMSettings))
 
+CREDENTIAL = {"credential": True}  # field metadata: the value is a credential reference
+
+
+@dataclass(frozen=True)
+class GlpiConfig:
+    """Where followups go: GLPI's REST API (apirest.php). No url means no ticket system."""
+
+    url: str | None = None  # https://glpi.corp.example.com/apirest.php
+    app_token: str | None = field(default=None, metadata=CREDENTIAL)
+    user_token: str | None = field(default=None, metadata=CREDENTIAL)
+    login: str | None = None  # with password, instead of user_token
+    password: str | None = field(default=None, metadata=CREDENTIAL)
+    ca_bundle: Path | None = None
+    verify: bool = True
+    timeout_s: float = 15.0
+    followup_private: bool = True
+    language: str = field(default="fr", metadata={"choices": ("fr", "en")})
+    inventory_lookup: bool = False  # look computers up in GLPI when not in the local inventory
+    inventory_cache_s: float = 3600.0
+
 
 @dataclass(frozen=True)
 class Config:
@@ -78,6 +98,7 @@ class Config:
     winrm: WinRMSettings
     journal_path: Path
     config_path: Path | None = None  # the file read, None when defaults were used
+    glpi: GlpiConfig = GlpiConfig()
 
     def with_winrm(self, **overrides: Any) -> WinRMSettings:
         """The profile's WinRM settings with per-host overrides; relative paths are relative to home."""
@@ -162,6 +183,7 @@ def _build_config(
         raise BadInput(f"{where}: winrm must be a table, like [profiles.{name}.winrm]")
     winrm_where = f"{file_label} [profiles.{name}.winrm]"
     winrm = build_winrm(winrm_table, base=WinRMSettings(), root=root, where=winrm_where)
+    glpi = build_section(GlpiConfig, _table(table, "glpi", where), root=root, where=f"{where}.glpi")
 
     return Config(
         home=home,
@@ -172,7 +194,82 @@ def _build_config(
         winrm=winrm,
         journal_path=home / "journal.sqlite3",
         config_path=config_path,
+        glpi=glpi,
     )
+
+
+def _table(table: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}: {key} must be a table, like [profiles.NAME.{key}]")
+    return value
+
+
+def build_section(cls: type, data: Mapping[str, Any], *, root: Path, where: str) -> Any:
+    """A settings dataclass from a TOML table, checked against its fields' types.
+
+    Paths are relative to `root`; fields marked CREDENTIAL take only a credential reference;
+    fields with "choices" metadata take only those values. Raises BadInput, never echoing a credential.
+    """
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in fields(cls)}
+    check_keys(data, by_name, where)
+    values = {}
+    for key, raw in data.items():
+        meta = by_name[key].metadata
+        if meta.get("credential"):
+            values[key] = _credential_ref(raw, root, where)
+            continue
+        value = _typed(raw, hints[key], root)
+        if value is _INVALID or ("choices" in meta and value not in meta["choices"]):
+            expected = " or ".join(meta.get("choices", ())) or _type_name(hints[key])
+            raise BadInput(f"{where}: {key} = {raw!r} is invalid: expected {expected}")
+        values[key] = value
+    return cls(**values)
+
+
+_INVALID = object()
+
+
+def _typed(raw: Any, hint: Any, root: Path) -> Any:
+    import types
+
+    options = set(hint.__args__) if isinstance(hint, types.UnionType) else {hint}
+    if raw is None:
+        return None if type(None) in options else _INVALID
+    if bool in options:
+        return raw if isinstance(raw, bool) else _INVALID
+    if isinstance(raw, bool):
+        return _INVALID
+    if int in options and isinstance(raw, int):
+        return raw
+    if float in options and isinstance(raw, int | float):
+        return float(raw)
+    if Path in options and isinstance(raw, str) and raw:
+        return _path(raw, root)
+    if str in options and isinstance(raw, str) and raw:
+        return raw
+    return _INVALID
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", Path: "a file path", str: "text"}
+
+
+def _type_name(hint: Any) -> str:
+    import types
+
+    options = hint.__args__ if isinstance(hint, types.UnionType) else (hint,)
+    return " or ".join(_TYPE_WORDS[o] for o in options if o is not type(None))
+
+
+def _credential_ref(raw: Any, root: Path, where: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _PASSWORD_REF.fullmatch(raw):
+        raise BadInput(f"{where}: secrets are never stored in config: use {PASSWORD_FORMS}")
+    return "file:" + str(_path(raw[5:], root)) if raw.startswith("file:") else raw
 
 
 def build_winrm(data: Mapping[str, Any], *, base: WinRMSettings, root: Path, where: str) -> WinRMSettings:
