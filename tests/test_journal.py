@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from l1fix.errors import BadInput, L1fixError
-from l1fix.journal import OUTPUT_CAP, Journal, parse_since
+from l1fix.journal import OUTPUT_CAP, SCHEMA_VERSION, Journal, parse_since
 from l1fix.result import ErrorInfo, RunResult, Status
 from l1fix.secrets import Secret
 
@@ -47,7 +48,7 @@ def make_run(
 def test_wal_mode_and_schema_version(journal: Journal) -> None:
     with sqlite3.connect(journal.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     Journal(journal.path)  # opening again keeps one version row
     with sqlite3.connect(journal.path) as db:
         assert db.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
@@ -310,3 +311,55 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- outbox ---------------------------------------------------------------------------------
+
+
+def test_outbox_keeps_a_followup_until_delivered(journal: Journal) -> None:
+    journal.enqueue_followup("run-1", 1234, {"content": "hello"})
+    journal.enqueue_followup("run-1", 1234, {"content": "again"})  # once per run and ticket
+    items = journal.claim_followups()
+    assert [(i.run_id, i.ticket, i.payload, i.attempts) for i in items] == [("run-1", 1234, {"content": "hello"}, 1)]
+    assert journal.claim_followups() == []  # claimed: a concurrent sync does not send it too
+    journal.release(items[0], "GLPI unreachable")
+    retry = journal.claim_followups()
+    assert retry[0].attempts == 2  # the sender must look for an earlier landing first
+    assert journal.queued_followups() == 1
+    journal.mark_delivered(retry[0], 77)
+    assert journal.claim_followups() == [] and journal.queued_followups() == 0
+
+
+def test_a_claim_whose_sender_died_expires(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    import l1fix.journal as journal_module
+
+    journal.enqueue_followup("run-2", 5, {})
+    assert len(journal.claim_followups()) == 1
+    after_lease = time.time() + journal_module.CLAIM_LEASE_S + 1
+    monkeypatch.setattr(journal_module.time, "time", lambda: after_lease)
+    assert [i.attempts for i in journal.claim_followups()] == [2]
+
+
+def test_runs_show_their_followup_state(journal: Journal) -> None:
+    result = make_run(ticket=42)
+    journal.start(result)
+    journal.finish(result)
+    assert journal.get(result.run_id)["followup"] is None
+    journal.enqueue_followup(result.run_id, 42, {})
+    item = journal.claim_followups()[0]
+    journal.release(item, "timeout")
+    shown = journal.list()[0]["followup"]
+    assert shown == {"ticket": 42, "state": "queued", "attempts": 1, "followup_id": None, "last_error": "timeout"}
+    journal.mark_delivered(journal.claim_followups()[0], 9)
+    assert journal.get(result.run_id)["followup"]["state"] == "sent"
+
+
+def test_a_version_1_journal_gains_the_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+    old = Journal(path)
+    old.enqueue_followup("r", 1, {})
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

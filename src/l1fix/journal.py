@@ -4,6 +4,11 @@ A run is inserted as "running" with its pid and host before anything happens, an
 updated when it ends. If the process dies in between, the row stays, and is reported
 (and updated) as "interrupted" the next time the journal is read on that host.
 Everything stored passes through `l1fix.secrets` redaction first.
+
+The outbox holds ticket followups until the ticket system has them: an item is written
+before it is sent, claimed with a lease while it is being sent, and marked delivered
+only when the ticket system answered. `attempts` counts sends that were started: from
+the second one on, the sender must first look whether an earlier attempt landed.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,8 @@ from l1fix.errors import BadInput, L1fixError
 from l1fix.result import RunResult, Status
 from l1fix.secrets import redact, redact_data
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the outbox
+CLAIM_LEASE_S = 120  # a claimed outbox item whose sender died is free again after this
 OUTPUT_CAP = 8192  # characters of step output kept per run
 BUSY_TIMEOUT_MS = 15_000
 STALE_AFTER_S = 24 * 3600  # a "running" row this old is dead even if its pid was reused
@@ -59,7 +66,34 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ts);
 CREATE INDEX IF NOT EXISTS runs_target ON runs (target COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS runs_ticket ON runs (ticket);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    ticket INTEGER NOT NULL,
+    payload TEXT NOT NULL,             -- JSON, redacted
+    state TEXT NOT NULL DEFAULT 'queued',  -- queued | sent
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_until REAL,
+    last_error TEXT,
+    remote_id INTEGER,
+    created_at TEXT NOT NULL,
+    sent_at TEXT,
+    UNIQUE (run_id, ticket)
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state);
 """
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A followup waiting for the ticket system; `attempts` includes the one just claimed."""
+
+    id: int
+    run_id: str
+    ticket: int
+    payload: dict[str, Any]
+    attempts: int
+
 
 _COLUMNS = (
     "id, started_at, started_ts, finished_at, technician, action, target, params, status, before, after, "
@@ -102,6 +136,8 @@ class Journal:
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             if row[0] is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < SCHEMA_VERSION:  # the new tables were created above
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
                 raise L1fixError(
                     f"journal {self.path} has schema version {row[0]}, newer than this l1fix "
@@ -171,26 +207,92 @@ class Journal:
         with self._connect() as db:
             self._mark_interrupted(db)
             rows = db.execute(sql, (*args, limit)).fetchall()
-        return [_to_dict(row) for row in rows]
+            followups = self._followups_of(db, [row["id"] for row in rows])
+        return [_to_dict(row, followups.get(row["id"])) for row in rows]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """One run by its id or a unique prefix of it (at least 6 characters); None if unknown."""
         run_id = run_id.strip()
         with self._connect() as db:
             self._mark_interrupted(db)
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is not None:
-                return _to_dict(row)
-            if len(run_id) < MIN_PREFIX:
-                raise BadInput(f"run id {run_id!r} is too short: give at least {MIN_PREFIX} characters")
-            rows = db.execute(
-                "SELECT * FROM runs WHERE lower(substr(id, 1, ?)) = lower(?) ORDER BY started_ts DESC LIMIT 5",
-                (len(run_id), run_id),
-            ).fetchall()
-        if len(rows) > 1:
-            ids = ", ".join(row["id"] for row in rows)
-            raise BadInput(f"run id prefix {run_id!r} is ambiguous ({ids}…)", hint="give more characters")
-        return _to_dict(rows[0]) if rows else None
+            rows = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                if len(run_id) < MIN_PREFIX:
+                    raise BadInput(f"run id {run_id!r} is too short: give at least {MIN_PREFIX} characters")
+                rows = db.execute(
+                    "SELECT * FROM runs WHERE lower(substr(id, 1, ?)) = lower(?) ORDER BY started_ts DESC LIMIT 5",
+                    (len(run_id), run_id),
+                ).fetchall()
+            if len(rows) > 1:
+                ids = ", ".join(row["id"] for row in rows)
+                raise BadInput(f"run id prefix {run_id!r} is ambiguous ({ids}…)", hint="give more characters")
+            if not rows:
+                return None
+            return _to_dict(rows[0], self._followups_of(db, [rows[0]["id"]]).get(rows[0]["id"]))
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def enqueue_followup(self, run_id: str, ticket: int, payload: dict[str, Any]) -> None:
+        """Keep a followup for `ticket` until it is delivered; once per (run, ticket)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO outbox (run_id, ticket, payload, created_at) VALUES (?, ?, ?, ?)",
+                (run_id, ticket, _json(payload), _now()),
+            )
+
+    def claim_followups(self, *, run_id: str | None = None, limit: int = 100) -> list[OutboxItem]:
+        """Queued followups (of one run, or all), each claimed for CLAIM_LEASE_S and its attempt counted."""
+        now = time.time()
+        where = "state = 'queued' AND (claimed_until IS NULL OR claimed_until < ?)"
+        args: list[Any] = [now]
+        if run_id is not None:
+            where += " AND run_id = ?"
+            args.append(run_id)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute(f"SELECT * FROM outbox WHERE {where} ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+            db.executemany(
+                "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1 WHERE id = ?",
+                [(now + CLAIM_LEASE_S, row["id"]) for row in rows],
+            )
+            db.execute("COMMIT")
+        return [
+            OutboxItem(row["id"], row["run_id"], row["ticket"], json.loads(row["payload"]), row["attempts"] + 1)
+            for row in rows
+        ]
+
+    def mark_delivered(self, item: OutboxItem, remote_id: int) -> None:
+        with self._connect() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'sent', remote_id = ?, sent_at = ?, claimed_until = NULL, "
+                "last_error = NULL WHERE id = ?",
+                (remote_id, _now(), item.id),
+            )
+
+    def release(self, item: OutboxItem, error: str) -> None:
+        """The send failed: the item stays queued for `l1fix sync`, with the reason."""
+        with self._connect() as db:
+            db.execute("UPDATE outbox SET claimed_until = NULL, last_error = ? WHERE id = ?", (redact(error), item.id))
+
+    def queued_followups(self) -> int:
+        with self._connect() as db:
+            return db.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[0]
+
+    def _followups_of(self, db: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        rows = db.execute(f"SELECT * FROM outbox WHERE run_id IN ({marks})", run_ids).fetchall()
+        return {
+            row["run_id"]: {
+                "ticket": row["ticket"],
+                "state": row["state"],
+                "attempts": row["attempts"],
+                "followup_id": row["remote_id"],
+                "last_error": row["last_error"],
+            }
+            for row in rows
+        }
 
     def _mark_interrupted(self, db: sqlite3.Connection) -> None:
         """Turn "running" rows of dead processes on this host into "interrupted"."""
@@ -261,7 +363,7 @@ def _row(result: RunResult, *, finished: bool) -> tuple[Any, ...]:
     )
 
 
-def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _to_dict(row: sqlite3.Row, followup: dict[str, Any] | None = None) -> dict[str, Any]:
     error = None
     if row["error_kind"] or row["error_message"]:
         error = {"kind": row["error_kind"], "message": row["error_message"] or ""}
@@ -285,6 +387,7 @@ def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
         "finished_at": row["finished_at"],
         "pid": row["pid"],
         "host": row["host"],
+        "followup": followup,
     }
 
 
