@@ -354,12 +354,20 @@ def test_runs_show_their_followup_state(journal: Journal) -> None:
     assert journal.get(result.run_id)["followup"]["state"] == "sent"
 
 
-def test_a_version_1_journal_gains_the_outbox(tmp_path: Path) -> None:
+def test_a_version_1_journal_gains_the_outbox_and_steps(tmp_path: Path) -> None:
+    import l1fix.journal as journal_module
+
     path = tmp_path / "old.sqlite3"
+    version_1 = journal_module._SCHEMA.split("CREATE TABLE IF NOT EXISTS outbox")[0]
+    version_1 = "\n".join(line for line in version_1.splitlines() if not line.strip().startswith("steps "))
     with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.executescript(version_1)
         db.execute("INSERT INTO schema_version VALUES (1)")
     old = Journal(path)
     old.enqueue_followup("r", 1, {})
+    run = make_run(steps={"check": "found it"})
+    old.start(run)
+    old.finish(run)
+    assert old.get(run.run_id)["steps"] == {"check": "found it"}
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from l1fix.errors import BadInput, L1fixError
-from l1fix.result import RunResult, Status
+from l1fix.result import RunResult, Status, excerpt
 from l1fix.secrets import redact, redact_data
 
 SCHEMA_VERSION = 2  # 2: the outbox
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS runs (
     after TEXT,                        -- JSON
     done TEXT,                         -- JSON
     summary TEXT NOT NULL DEFAULT '',
+    steps TEXT,                        -- JSON: check/fix/verify sentences (schema 2)
     output TEXT NOT NULL DEFAULT '',   -- capped excerpt
     duration_s REAL NOT NULL DEFAULT 0,
     ticket INTEGER,
@@ -97,7 +98,7 @@ class OutboxItem:
 
 _COLUMNS = (
     "id, started_at, started_ts, finished_at, technician, action, target, params, status, before, after, "
-    "done, summary, output, duration_s, ticket, error_kind, error_message, dry_run, pid, host"
+    "done, summary, steps, output, duration_s, ticket, error_kind, error_message, dry_run, pid, host"
 )
 _INSERT = f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' for _ in _COLUMNS.split(', '))})"
 # On finish, everything but where and when the run started is replaced.
@@ -106,6 +107,7 @@ _UPSERT = (
     "ON CONFLICT(id) DO UPDATE SET finished_at=excluded.finished_at, technician=excluded.technician, "
     "action=excluded.action, target=excluded.target, params=excluded.params, status=excluded.status, "
     "before=excluded.before, after=excluded.after, done=excluded.done, summary=excluded.summary, "
+    "steps=excluded.steps, "
     "output=excluded.output, duration_s=excluded.duration_s, ticket=excluded.ticket, "
     "error_kind=excluded.error_kind, error_message=excluded.error_message, dry_run=excluded.dry_run"
 )
@@ -133,6 +135,8 @@ class Journal:
         try:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
+            if "steps" not in {col["name"] for col in db.execute("PRAGMA table_info(runs)")}:
+                db.execute("ALTER TABLE runs ADD COLUMN steps TEXT")  # a schema-1 journal
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             if row[0] is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -352,7 +356,8 @@ def _row(result: RunResult, *, finished: bool) -> tuple[Any, ...]:
         _json(result.after),
         _json(result.done),
         redact(result.summary or ""),
-        _excerpt(redact(result.output or "")),
+        _json(result.steps or {}),
+        excerpt(redact(result.output or ""), OUTPUT_CAP),
         float(result.duration_s or 0.0),
         result.ticket,
         error.kind if error else None,
@@ -380,6 +385,7 @@ def _to_dict(row: sqlite3.Row, followup: dict[str, Any] | None = None) -> dict[s
         "after": json.loads(row["after"]),
         "done": json.loads(row["done"]),
         "summary": row["summary"],
+        "steps": json.loads(row["steps"] or "{}"),
         "output": row["output"],
         "duration_s": round(row["duration_s"], 3),
         "error": error,
@@ -395,15 +401,6 @@ def _json(value: Any) -> str:
     """JSON text with secrets redacted before encoding, and once more after (a second net)."""
     text = json.dumps(redact_data(value), default=lambda obj: redact(str(obj)), ensure_ascii=False)
     return redact(text)
-
-
-def _excerpt(text: str) -> str:
-    """At most OUTPUT_CAP characters: the start and the end, which holds a script's result."""
-    if len(text) <= OUTPUT_CAP:
-        return text
-    head, tail = OUTPUT_CAP // 4, OUTPUT_CAP - OUTPUT_CAP // 4 - 64
-    cut = len(text) - head - tail
-    return f"{text[:head]}\n… [{cut} characters cut] …\n{text[-tail:]}"
 
 
 def _now() -> str:

@@ -49,10 +49,12 @@ class RunResult:
     after: dict[str, Any] | None = None
     done: dict[str, Any] | None = None
     summary: str = ""
-    output: str = ""
+    steps: dict[str, str] = field(default_factory=dict)  # check/fix/verify → its sentence
+    output: str = ""  # the steps' output, secrets removed (--json and the journal keep an excerpt)
     duration_s: float = 0.0
     error: ErrorInfo | None = None
     dry_run: bool = False
+    followup: dict[str, Any] | None = None  # delivery of the ticket followup, when there is a ticket
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     # Secrets for the technician's eyes only (a temporary password): shown once on the
     # terminal by the CLI, never in to_json(), the journal or a followup.
@@ -71,6 +73,19 @@ class RunResult:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_JSON}
         data["status"] = str(self.status)
         data["duration_s"] = round(self.duration_s, 3)
+        data["output"] = excerpt(self.output)
         if self.error is not None:
             data["error"] = {"kind": self.error.kind, "message": self.error.message}
         return data
+
+
+OUTPUT_EXCERPT_CHARS = 8192
+
+
+def excerpt(text: str, cap: int = OUTPUT_EXCERPT_CHARS) -> str:
+    """At most `cap` characters: the start and the end, which holds a script's result."""
+    if len(text) <= cap:
+        return text
+    head, tail = cap // 4, cap - cap // 4 - 64
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n… [{cut} characters cut] …\n{text[-tail:]}"

@@ -16,7 +16,7 @@ from l1fix.result import ErrorInfo, RunResult, Status
 from l1fix.secrets import redact, redact_data
 from l1fix.targets.base import ACCOUNT_KINDS, Target, connect
 
-OUTPUT_EXCERPT_CHARS = 8000
+OUTPUT_KEPT_CHARS = 1_000_000  # a run's output kept for its followup attachment
 
 Confirm = Callable[[str], bool]
 
@@ -81,7 +81,7 @@ def execute(
     finally:
         if ctx is not None:
             result.revealed = ctx.revealed
-            result.output = redact("\n".join(ctx.outputs))[-OUTPUT_EXCERPT_CHARS:]
+            result.output = redact("\n".join(ctx.outputs))[-OUTPUT_KEPT_CHARS:]
             _close_quietly(ctx)
         result.duration_s = time.perf_counter() - started
         if result.error is not None:
@@ -151,12 +151,13 @@ def _record(result: RunResult, before: Observation, done: dict[str, Any] | None,
     result.before = redact_data(before.state)  # type: ignore[assignment]
     result.done = redact_data(done) if done is not None else None  # type: ignore[assignment]
     result.after = redact_data(after.state) if after is not None else None  # type: ignore[assignment]
-    parts = [before.summary]
+    steps = {"check": before.summary}
     if done is not None:
-        parts.append(str(done.get("summary", "")))
+        steps["fix"] = str(done.get("summary", ""))
     if after is not None:
-        parts.append(after.summary)
-    result.summary = redact(" → ".join(p for p in parts if p))
+        steps["verify"] = after.summary
+    result.steps = {step: redact(text) for step, text in steps.items() if text}
+    result.summary = " → ".join(result.steps.values())
 
 
 def _close_quietly(ctx: RunContext) -> None:
