@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from l1fix.action import Action, Param, registry
-from l1fix.errors import EXIT_INTERNAL, BadInput, L1fixError, Refused
+from l1fix.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, BadInput, L1fixError, Refused
 
 app = typer.Typer(
     help="Safe, journaled level-1 helpdesk fixes. Exit codes: 0 fixed/already-ok/skipped, 1 failed, "
@@ -83,6 +83,7 @@ def run_and_report(
     else:
         _print_human(result)
     _show_revealed(result, to_stderr=as_json)
+    _warn_if_queued(result)
     if Options.debug and result.exception is not None:
         import traceback
 
@@ -103,6 +104,16 @@ def _print_human(result: Any) -> None:
     typer.echo(f"{line} (run {result.run_id[:8]})")
     if result.error is not None:
         typer.echo(f"l1fix: {result.error.message}", err=True)
+
+
+def _warn_if_queued(result: Any) -> None:
+    followup = result.followup or {}
+    if followup.get("state") == "queued":
+        typer.echo(
+            f"l1fix: warning: the followup for ticket {followup['ticket']} is queued ({followup.get('error')}); "
+            "`l1fix sync` will deliver it",
+            err=True,
+        )
 
 
 def _show_revealed(result: Any, *, to_stderr: bool) -> None:
@@ -240,6 +251,26 @@ def list_actions(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
         typer.echo(f"{d['name']:<20} {d['summary']}  [{d['risk']}; {', '.join(d['target_kinds'])}] {params}".rstrip())
 
 
+@app.command("sync")
+def sync(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Deliver the ticket followups still queued in the journal's outbox."""
+    from l1fix.journal import Journal
+    from l1fix.tickets.delivery import deliver
+
+    try:
+        config = _config()
+        report = deliver(Journal(config.journal_path), config)
+    except L1fixError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"sent": report.sent, "queued": report.queued}))
+    else:
+        typer.echo(f"{len(report.sent)} followup(s) delivered, {len(report.queued)} still queued")
+        for run_id, why in report.queued:
+            typer.echo(f"l1fix: run {run_id[:8]}: {why}", err=True)
+    raise typer.Exit(0 if report.complete else EXIT_UNREACHABLE)
+
+
 # -- journal --------------------------------------------------------------------------------
 
 
@@ -269,6 +300,8 @@ def journal_list(
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
             ticket_txt = f" #{row['ticket']}" if row.get("ticket") else ""
+            if row.get("followup"):
+                ticket_txt += f" (followup {row['followup']['state']})"
             typer.echo(
                 f"{row['run_id'][:8]}  {row['started_at']}  {row['action']:<16} {row['target']:<10} "
                 f"{row['status']:<11}{ticket_txt}  {row.get('summary') or ''}".rstrip()

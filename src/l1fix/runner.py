@@ -94,10 +94,12 @@ def execute(
 def execute_journaled(
     action_name: str, target_name: str, raw_params: dict[str, Any] | None = None, *, config: Config, **options: Any
 ) -> RunResult:
-    """execute() with the profile's journal as the first observer: what the CLI and the API run."""
+    """execute() as the CLI and the API run it: journaled first, then the ticket followup."""
     from l1fix.journal import Journal
+    from l1fix.tickets.delivery import FollowupObserver
 
-    observers = [Journal(config.journal_path), *options.pop("observers", ())]
+    journal = Journal(config.journal_path)
+    observers = [journal, FollowupObserver(journal, config), *options.pop("observers", ())]
     return execute(action_name, target_name, raw_params, config=config, observers=observers, **options)
 
 
