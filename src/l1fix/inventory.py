@@ -1,10 +1,11 @@
-"""Turn the name a technician types (`PC042`) into a Target: inventory file first, then DNS."""
+"""Turn the name a technician types (`PC042`) into a Target: inventory file, then GLPI (optional), then DNS."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,18 @@ class Inventory:
             return index.get(wanted[: -len(suffix)])
         return None
 
-    def resolve(self, name: str) -> Target:
-        """The Target for `name`: its inventory entry, else a host found in DNS (with the defaults)."""
+    def resolve(self, name: str, external: Callable[[str], str | None] | None = None) -> Target:
+        """The Target for `name`: its inventory entry, else the address `external` knows
+        (GLPI's computer inventory), else a host found in DNS (with the defaults)."""
         validate_target_name(name)
         key = self.entry_name(name)
         if key is not None:
             return self._target(key, self.hosts[key] or {})
         if _is_ip(name):
             return Target(name=name, address=name, os=self.default_os, connection=self.default_connection)
+        address = external(name) if external else None
+        if address:
+            return Target(name=name, address=address, os=self.default_os, connection=self.default_connection)
         where = f"the inventory ({self.path})" if self.path else "the inventory"
         if not self.use_dns:
             raise UnknownTarget(f"{name} is not in {where}", hint="check the name or add it to the inventory")

@@ -111,7 +111,14 @@ def _resolve(config: Config, name: str, action_cls: type[Action]) -> Target:
         return Target.account(name, account_kinds[0])
     from l1fix.inventory import load_inventory
 
-    target = load_inventory(config.inventory_path).resolve(name)
+    external = None
+    if config.glpi.inventory_lookup and config.glpi.url:
+        from l1fix.tickets.glpi_inventory import computer_address
+
+        def external(computer: str) -> str | None:
+            return computer_address(config, computer)
+
+    target = load_inventory(config.inventory_path).resolve(name, external)
     if target.kind not in action_cls.target_kinds:
         kinds = ", ".join(sorted(action_cls.target_kinds))
         raise BadInput(f"{action_cls.name} runs on {kinds} targets, not {target.kind}", target=target.name)
