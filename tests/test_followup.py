@@ -77,3 +77,33 @@ def test_no_secret_in_a_followup_built_from_a_run():
     secret = Secret("Temp-Pa55-Ticket")
     run = a_run(output=redact(f"password {secret.reveal()}"), steps={"fix": redact(f"set {secret.reveal()}")})
     assert "Temp-Pa55-Ticket" not in render(run).content_html
+
+
+def test_escalation_lists_every_run_oldest_first():
+    from l1fix.tickets.followup import render_escalation
+
+    runs = [
+        {
+            "started_at": "2026-12-04T10:05:00+00:00",
+            "action": "service-restart",
+            "target": "PC042",
+            "status": "failed",
+            "summary": "BITS refuses to start",
+            "error": None,
+        },
+        {
+            "started_at": "2026-12-04T10:00:00+00:00",
+            "action": "spooler-restart",
+            "target": "PC042",
+            "status": "error",
+            "summary": "",
+            "error": {"kind": "unreachable", "message": "PC042: cannot connect"},
+        },
+    ]
+    followup = render_escalation(runs, to="groupe N2", technician="tech1", note="<urgent>", marker_text="l1fix-esc-1")
+    text = followup.content_html
+    assert "Escaladé au niveau 2 (groupe N2) par tech1." in text and "&lt;urgent&gt;" in text
+    assert text.index("spooler-restart sur PC042") < text.index("service-restart sur PC042")
+    assert "cannot connect" in text and "BITS refuses to start" in text and "l1fix-esc-1" in text
+    none = render_escalation([], to="N2", technician="t", note=None, marker_text="m", language="en").content_html
+    assert "No l1fix fix was tried on this ticket." in none

@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 journal_app = typer.Typer(help="Read the local journal of runs.", invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(journal_app, name="journal")
+ticket_app = typer.Typer(help="The ticket lifecycle in GLPI: new, show, escalate, solve, close.", rich_markup_mode=None)
+app.add_typer(ticket_app, name="ticket")
 lab_app = typer.Typer(help="The lab: SIMULATED Windows PCs on loopback, for training and tests.", rich_markup_mode=None)
 app.add_typer(lab_app, name="lab")
 
@@ -322,6 +324,145 @@ def journal_show(
     if row is None:
         raise fail(BadInput(f"no run {run_id!r} in the journal", hint="see `l1fix journal`"))
     typer.echo(json.dumps(row, ensure_ascii=False, indent=2))
+
+
+# -- tickets --------------------------------------------------------------------------------
+
+
+def _with_tickets(work: Any) -> Any:
+    """Run `work(system, config)` with the configured ticket system; errors become one line."""
+    from l1fix.tickets.delivery import open_ticket_system
+
+    try:
+        config = _config()
+        with open_ticket_system(config) as system:
+            return work(system, config)
+    except L1fixError as exc:
+        raise fail(exc) from None
+
+
+def _technician_login(config: Any) -> str:
+    return config.glpi.login or config.technician
+
+
+@ticket_app.command("new")
+def ticket_new(
+    requester: Annotated[str, typer.Option("--requester", help="Login of the user who called.")],
+    title: Annotated[str, typer.Option("--title", help="Short title.")],
+    description: Annotated[str, typer.Option("--description", help="What the user reports.")],
+    category: Annotated[str | None, typer.Option("--category", help="ITIL category, by name.")] = None,
+    urgency: Annotated[int, typer.Option("--urgency", min=1, max=5, help="1 very low … 5 very high.")] = 3,
+    type_: Annotated[str, typer.Option("--type", help="incident or request.")] = "incident",
+    attach: Annotated[list[Path] | None, typer.Option("--attach", help="File to attach (repeatable).")] = None,
+    assign_me: Annotated[bool, typer.Option("--assign-me", help="Assign it to me.")] = False,
+    assign: Annotated[str | None, typer.Option("--assign", help="Assign it to this login.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Open a ticket for a caller; prints its id."""
+    files = [(path.name, _read_file(path)) for path in attach or []]
+
+    def work(system: Any, config: Any) -> int:
+        assignee = _technician_login(config) if assign_me else assign
+        ticket_id = system.create_ticket(
+            title=title,
+            description=description,
+            requester=requester,
+            category=category,
+            urgency=urgency,
+            type_=type_,
+            assign_user=assignee,
+        )
+        for name, data in files:
+            system.attach_document(ticket_id, name, data)
+        return ticket_id
+
+    ticket_id = _with_tickets(work)
+    typer.echo(json.dumps({"id": ticket_id}) if as_json else str(ticket_id))
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise fail(BadInput(f"cannot read {path}: {exc.strerror}")) from None
+
+
+@ticket_app.command("show")
+def ticket_show(
+    ticket: Annotated[int, typer.Argument(help="Ticket id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Status, requester, assignees and followups of a ticket."""
+    import dataclasses
+
+    view = _with_tickets(lambda system, _config: system.get_ticket(ticket))
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(view), ensure_ascii=False))
+        return
+    typer.echo(f"#{view.id} {view.title} — {view.status_name}")
+    typer.echo(f"requester: {', '.join(view.requesters) or '-'}")
+    typer.echo(f"assigned: {', '.join([*view.assigned_users, *view.assigned_groups]) or '-'}")
+    for f in view.followups:
+        private = " (private)" if f.private else ""
+        typer.echo(f"--- {f.date} {f.author}{private}\n{f.content_text}")
+
+
+@ticket_app.command("escalate")
+def ticket_escalate(
+    ticket: Annotated[int, typer.Argument(help="Ticket id.")],
+    to_group: Annotated[str | None, typer.Option("--to-group", help="Level-2 group, by name.")] = None,
+    to_user: Annotated[str | None, typer.Option("--to-user", help="Level-2 technician login.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="A word for level 2.")] = None,
+) -> None:
+    """Hand the ticket to level 2 with a followup listing every l1fix run made for it."""
+    import uuid
+
+    from l1fix.journal import Journal
+    from l1fix.tickets.delivery import deliver
+    from l1fix.tickets.followup import render_escalation
+
+    if bool(to_group) == bool(to_user):
+        raise fail(BadInput("give exactly one of --to-group or --to-user"))
+
+    def work(system: Any, config: Any) -> Any:
+        me = _technician_login(config)
+        system.escalate(ticket, to_group=to_group, to_user=to_user, remove_assigned_user=me)
+        journal = Journal(config.journal_path)
+        key = f"escalation-{uuid.uuid4().hex}"
+        followup = render_escalation(
+            journal.list(ticket=ticket, limit=500),
+            to=to_group or to_user or "",
+            technician=config.technician,
+            note=note,
+            marker_text=f"l1fix-{key}",
+            language=config.glpi.language,
+        )
+        journal.enqueue_followup(key, ticket, followup.payload(private=config.glpi.followup_private))
+        return deliver(journal, config, run_id=key)
+
+    report = _with_tickets(work)
+    typer.echo(f"ticket {ticket} escalated to {to_group or to_user}")
+    for _, why in report.queued:
+        typer.echo(f"l1fix: warning: the escalation followup is queued ({why}); `l1fix sync` will deliver it", err=True)
+
+
+@ticket_app.command("solve")
+def ticket_solve(
+    ticket: Annotated[int, typer.Argument(help="Ticket id.")],
+    solution: Annotated[str, typer.Option("--solution", help="What solved it, for the user and the KB.")],
+) -> None:
+    """Mark the ticket solved with a solution."""
+    import html
+
+    _with_tickets(lambda system, _c: system.solve(ticket, f"<p>{html.escape(solution, quote=False)}</p>"))
+    typer.echo(f"ticket {ticket} solved")
+
+
+@ticket_app.command("close")
+def ticket_close(ticket: Annotated[int, typer.Argument(help="Ticket id.")]) -> None:
+    """Close a solved ticket."""
+    _with_tickets(lambda system, _c: system.close(ticket))
+    typer.echo(f"ticket {ticket} closed")
 
 
 # -- lab ------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "error": "Erreur",
         "output": "Extrait de la sortie",
         "attached": "Sortie complète jointe au ticket : {filename}",
+        "escalated": "Escaladé au niveau 2 ({to}) par {technician}.",
+        "note": "Note",
+        "tried": "Déjà tenté par l1fix sur ce ticket (ne pas refaire) :",
+        "nothing_tried": "Aucun correctif l1fix n'a été tenté sur ce ticket.",
         "status": {
             "fixed": "corrigé",
             "already-ok": "déjà correct, rien à corriger",
@@ -46,6 +50,10 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "error": "Error",
         "output": "Output excerpt",
         "attached": "Full output attached to the ticket: {filename}",
+        "escalated": "Escalated to level 2 ({to}) by {technician}.",
+        "note": "Note",
+        "tried": "Already tried by l1fix on this ticket (no need to redo):",
+        "nothing_tried": "No l1fix fix was tried on this ticket.",
         "status": {
             "fixed": "fixed",
             "already-ok": "already fine, nothing to fix",
@@ -113,6 +121,32 @@ def render(result: RunResult, *, language: str = "fr", excerpt_chars: int = EXCE
     if language == "en":
         html_text = html_text.replace("</strong> : ", "</strong>: ")
     return Followup(html_text, tag, attachment_name, attachment)
+
+
+def render_escalation(
+    runs: list[dict[str, Any]], *, to: str, technician: str, note: str | None, marker_text: str, language: str = "fr"
+) -> Followup:
+    """The followup that hands a ticket to level 2: every l1fix run journaled for it, oldest first."""
+    t = TEMPLATES[language]
+    e = _escape
+    colon = " :" if language == "fr" else ":"
+    lines = [f"<p><strong>{e(t['escalated'].format(to=to, technician=technician))}</strong></p>"]
+    if note:
+        lines.append(f"<p><strong>{e(t['note'])}</strong>{colon} {e(note)}</p>")
+    if runs:
+        items = []
+        for run in sorted(runs, key=lambda r: r["started_at"]):
+            status = t["status"].get(run["status"], run["status"])
+            when = run["started_at"].replace("T", " ").replace("+00:00", " UTC")
+            detail = run.get("summary") or (run.get("error") or {}).get("message") or ""
+            title = t["title"].format(action=run["action"], target=run["target"], status=status)
+            tail = f": {e(detail)}" if detail else ""
+            items.append(f"<li>{e(when)} — {e(title.removeprefix('l1fix — '))}{tail}</li>")
+        lines.append(f"<p>{e(t['tried'])}</p><ul>{''.join(items)}</ul>")
+    else:
+        lines.append(f"<p>{e(t['nothing_tried'])}</p>")
+    lines.append(f"<p><small>{marker_text}</small></p>")
+    return Followup("\n".join(lines), marker_text)
 
 
 def _escape(text: str) -> str:
