@@ -23,7 +23,8 @@ from l1fix.targets.base import connect
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="l1fix-bench-"))
     os.environ["L1FIX_HOME"] = str(home)
-    lab, _ = start_lab(home, hosts=50)
+    started = start_lab(home, hosts=50)
+    lab = started.wsman
     try:
         config = load_config(None, PROFILE)
         for target in ("PC042", "PC001"):
@@ -48,7 +49,7 @@ def main() -> None:
         steps = [b - a for a, b in zip(counts, counts[1:], strict=False)]
         print(f"one shell, 4 commands: cumulative requests {counts}, each further command costs {steps}")
     finally:
-        lab.stop()
+        started.stop()
 
 
 if __name__ == "__main__":

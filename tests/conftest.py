@@ -35,21 +35,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def lab(home: Path) -> Iterator[LabHandle]:
-    """The lab (50 simulated PCs, default faults) on loopback, with its profile written into `home`."""
+    """The lab (50 simulated PCs, default faults, a GLPI stand-in) on loopback, its profile in `home`."""
     from l1fix.config import load_config
     from l1fix.lab.profile import PROFILE, start_lab
 
-    server, simulator = start_lab(home, hosts=50, port=0, http_port=0)
+    lab = start_lab(home, hosts=50, port=0, http_port=0)
     try:
-        yield LabHandle(server, simulator, home, load_config(None, PROFILE))
+        yield LabHandle(lab.wsman, lab.simulator, lab.glpi, home, load_config(None, PROFILE))
     finally:
-        server.stop()
+        lab.stop()
 
 
 @dataclass
 class LabHandle:
-    server: object
-    simulator: object
+    server: object  # the WS-Man endpoint
+    simulator: object  # the simulated PCs
+    glpi: object  # the GLPI stand-in, with lab ticket 1234
     home: Path
     config: object
 

@@ -473,6 +473,7 @@ def lab_start(
     hosts: Annotated[int, typer.Option("--hosts", min=1, max=2000, help="How many simulated PCs.")] = 50,
     port: Annotated[int, typer.Option("--port", help="HTTPS port (0: any free port).")] = 5986,
     http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: any free port).")] = 5985,
+    glpi_port: Annotated[int, typer.Option("--glpi-port", help="GLPI stand-in port (0: any free port).")] = 0,
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Added to every answer.")] = 0.0,
 ) -> None:
     """Run the lab in the foreground and write the `lab` profile (use it with --profile lab)."""
@@ -482,11 +483,13 @@ def lab_start(
     from l1fix.config import home_dir
     from l1fix.lab.profile import start_lab
 
-    lab, _ = start_lab(home_dir(), hosts=hosts, port=port, http_port=http_port, latency_ms=latency_ms)
+    lab = start_lab(
+        home_dir(), hosts=hosts, port=port, http_port=http_port, glpi_port=glpi_port, latency_ms=latency_ms
+    )
     typer.echo(
-        f"l1fix lab: {hosts} SIMULATED Windows PCs (PC001…) on {lab.address_of('PC001')}… "
-        f"https port {lab.port}, http port {lab.http_port}. Profile `lab` written to {home_dir()}. "
-        "Ctrl-C stops it."
+        f"l1fix lab: {hosts} SIMULATED Windows PCs (PC001…) on {lab.wsman.address_of('PC001')}… "
+        f"https port {lab.wsman.port}, http port {lab.wsman.http_port}; GLPI stand-in at {lab.glpi.url}. "
+        f"Profile `lab` written to {home_dir()}. Ctrl-C stops it."
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -501,23 +504,33 @@ def lab_start(
 @lab_app.command("demo")
 def lab_demo(
     target: Annotated[str, typer.Argument(help="Simulated PC to fix.")] = "PC042",
-    ticket: Annotated[int | None, typer.Option("--ticket", help="Ticket id stored with the run.")] = 1234,
 ) -> None:
-    """Start the lab, run a real spooler-restart over WinRM on a simulated PC, show the journal entry."""
+    """Start the lab, fix a simulated PC over WinRM for lab ticket 1234, show the journal and the followup."""
     from l1fix.config import home_dir, load_config
     from l1fix.journal import Journal
-    from l1fix.lab.profile import PROFILE, start_lab
+    from l1fix.lab.profile import DEMO_TICKET, PROFILE, start_lab
     from l1fix.runner import execute_journaled
+    from l1fix.tickets.delivery import open_ticket_system
 
-    lab, _ = start_lab(home_dir(), port=0, http_port=0)
+    lab = start_lab(home_dir())
     try:
-        typer.echo(f"l1fix lab: SIMULATED Windows PCs on loopback ({lab.address_of('PC001')}…, port {lab.port})")
+        typer.echo(
+            f"l1fix lab: SIMULATED Windows PCs on loopback ({lab.wsman.address_of('PC001')}…, "
+            f"port {lab.wsman.port}), GLPI stand-in at {lab.glpi.url}"
+        )
         config = load_config(Options.config_path, PROFILE)
-        typer.echo(f"$ l1fix --profile lab spooler-restart {target} --ticket {ticket}")
-        result = execute_journaled("spooler-restart", target, config=config, ticket=ticket)
+        typer.echo(f"\n$ l1fix --profile lab spooler-restart {target} --ticket {DEMO_TICKET}")
+        result = execute_journaled("spooler-restart", target, config=config, ticket=DEMO_TICKET)
         _print_human(result)
-        typer.echo(f"$ l1fix --profile lab journal show {result.run_id[:8]}")
+        _warn_if_queued(result)
+        typer.echo(f"\n$ l1fix --profile lab journal show {result.run_id[:8]}")
         typer.echo(json.dumps(Journal(config.journal_path).get(result.run_id), ensure_ascii=False, indent=2))
+        typer.echo(f"\n$ l1fix --profile lab ticket show {DEMO_TICKET}   # on the GLPI stand-in")
+        with open_ticket_system(config) as system:
+            view = system.get_ticket(DEMO_TICKET)
+        typer.echo(f"#{view.id} {view.title} — {view.status_name}")
+        for followup in view.followups:
+            typer.echo(f"--- {followup.date} {followup.author}\n{followup.content_text}")
     finally:
         lab.stop()
     raise typer.Exit(result.exit_code)
