@@ -68,6 +68,10 @@ class TicketSystem(Protocol):
         """Upload a file and link it to the ticket; return the document id."""
         ...
 
+    def document_ids_named(self, ticket_id: int, filename: str) -> list[int]:
+        """Ids of the documents linked to the ticket under that file name."""
+        ...
+
     def get_ticket(self, ticket_id: int) -> TicketView:
         """The ticket with its actors and followups."""
         ...

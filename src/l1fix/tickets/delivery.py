@@ -86,8 +86,9 @@ def deliver(journal: Journal, config: Config, *, run_id: str | None = None) -> D
 def _deliver_one(journal: Journal, system: TicketSystem, item: OutboxItem, report: DeliveryReport) -> None:
     payload = item.payload
     try:
-        landed = system.followup_ids_containing(item.ticket, payload["marker"]) if item.attempts > 1 else []
-        followup_id = landed[0] if landed else _send(system, item)
+        retry = item.attempts > 1  # an earlier attempt may have landed without an answer
+        landed = system.followup_ids_containing(item.ticket, payload["marker"]) if retry else []
+        followup_id = landed[0] if landed else _send(system, item, retry=retry)
     except L1fixError as exc:
         journal.release(item, exc.one_line())
         report.queued.append((item.run_id, exc.one_line()))
@@ -96,12 +97,13 @@ def _deliver_one(journal: Journal, system: TicketSystem, item: OutboxItem, repor
     report.sent.append((item.run_id, followup_id))
 
 
-def _send(system: TicketSystem, item: OutboxItem) -> int:
+def _send(system: TicketSystem, item: OutboxItem, *, retry: bool) -> int:
     payload = item.payload
-    if payload.get("attachment_b64"):
-        # The attachment first: a followup that says "attached" is never left without it.
-        data = base64.b64decode(payload["attachment_b64"])
-        system.attach_document(item.ticket, payload["attachment_name"], data)
+    name = payload.get("attachment_name")
+    # The attachment first: a followup that says "attached" is never left without it. Its
+    # name holds the run id, so a retry can see that it is already there.
+    if name and not (retry and system.document_ids_named(item.ticket, name)):
+        system.attach_document(item.ticket, name, base64.b64decode(payload["attachment_b64"]))
     return system.add_followup(item.ticket, payload["content_html"], private=bool(payload["private"]))
 
 

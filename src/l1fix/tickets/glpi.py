@@ -135,6 +135,16 @@ class GlpiClient(TicketSystem):
         self._call("GET", f"Ticket/{ticket_id}", what=f"ticket {ticket_id}")
         return _new_id(self._call("POST", "Document", what=what, files=files), what)
 
+    def document_ids_named(self, ticket_id: int, filename: str) -> list[int]:
+        what = f"ticket {ticket_id}"
+        links = self._all(f"Ticket/{ticket_id}/Document_Item", what=what)
+        found = []
+        for link in links:
+            document = self._call("GET", f"Document/{int(link['documents_id'])}", what=f"documents of {what}")
+            if filename in (document.get("filename"), document.get("name")):
+                found.append(int(document["id"]))
+        return found
+
     def get_ticket(self, ticket_id: int) -> TicketView:
         what = f"ticket {ticket_id}"
         ticket = self._call("GET", f"Ticket/{ticket_id}", what=what)
