@@ -135,7 +135,10 @@ def test_no_secret_in_any_request_the_ticket_system_received(lab):
     assert all(app_token.encode() not in r["body"] for r in lab.glpi.requests_log)
 
 
-def test_ticket_lifecycle_new_show_escalate_solve_close(lab):
+def test_ticket_lifecycle_new_show_escalate_solve_close(lab, tmp_path):
+    capture = tmp_path / "capture.txt"
+    capture.write_bytes(b"error 0x0000011b")
+
     def cli(*args):
         return run_cli("--profile", "lab", "ticket", *args, home=lab.home)
 
@@ -152,11 +155,15 @@ def test_ticket_lifecycle_new_show_escalate_solve_close(lab):
         "--urgency",
         "4",
         "--assign-me",
+        "--attach",
+        str(capture),
         "--json",
     )
     assert created.code == 0, created.stderr
     ticket = created.json()["id"]
     assert lab.glpi.items["Ticket"][ticket]["urgency"] == 4
+    [document] = [d for d in lab.glpi.items["Document"].values() if d["filename"] == "capture.txt"]
+    assert lab.glpi.documents[document["id"]] == b"error 0x0000011b"
 
     misspelt = cli("new", "--requester", "jdupont", "--category", "Impresion", "--title", "t", "--description", "d")
     assert misspelt.code == 2 and "Impression" in misspelt.stderr
