@@ -395,3 +395,93 @@ def test_glpi_section_errors(tmp_path, line, message):
     with pytest.raises(BadInput, match=message) as err:
         load_config(path, "p")
     assert "q1w2e3r4t5" not in str(err.value)
+
+
+# --- ldap (Active Directory) ---------------------------------------------------------------
+
+
+def test_ldap_defaults_when_absent(home: Path) -> None:
+    from l1fix.config import LdapSettings
+
+    ldap = load_config().ldap
+    assert ldap == LdapSettings()
+    assert ldap.url is None and ldap.allow_protected is False and ldap.timeout_s == 10.0
+
+
+def test_ldap_section_is_typed_and_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    from l1fix.config import LdapSettings
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[profiles.p.ldap]\n"
+        'url = "ldaps://10.0.0.5"\nserver_name = "dc1.corp.example.com"\nca_bundle = "corp-ca.pem"\n'
+        'base_dn = "OU=Staff,DC=corp,DC=example,DC=com"\nbind_user = "helpdesk@corp.example.com"\n'
+        'bind_password = "file:ad.pw"\nallow_protected = true\ntimeout_s = 5\n'
+    )
+    ldap = load_config(path, "p").ldap
+    assert ldap == LdapSettings(
+        url="ldaps://10.0.0.5",
+        server_name="dc1.corp.example.com",
+        ca_bundle=tmp_path / "corp-ca.pem",
+        base_dn="OU=Staff,DC=corp,DC=example,DC=com",
+        bind_user="helpdesk@corp.example.com",
+        bind_password=f"file:{tmp_path / 'ad.pw'}",
+        allow_protected=True,
+        timeout_s=5.0,
+    )
+    assert (ldap.scheme, ldap.host, ldap.effective_port) == ("ldaps", "10.0.0.5", 636)
+    assert ldap.expected_name == "dc1.corp.example.com"  # checked in the certificate even by IP
+
+
+@pytest.mark.parametrize(
+    ("lines", "scheme", "host", "port", "name"),
+    [
+        ('url = "dc1.corp.example.com"', "ldaps", "dc1.corp.example.com", 636, "dc1.corp.example.com"),
+        ('url = "dc1.corp.example.com"\nport = 3269', "ldaps", "dc1.corp.example.com", 3269, "dc1.corp.example.com"),
+        ('url = "ldaps://dc1:1636"', "ldaps", "dc1", 1636, "dc1"),
+        ('url = "ldap://dc1.corp.example.com"\nstarttls = true', "ldap", "dc1.corp.example.com", 389, None),
+        ('url = "ldaps://[::1]"\nserver_name = "dc1.corp"', "ldaps", "::1", 636, "dc1.corp"),
+    ],
+)
+def test_ldap_url_forms(tmp_path: Path, lines: str, scheme: str, host: str, port: int, name: str | None) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[profiles.p.ldap]\n{lines}\n")
+    ldap = load_config(path, "p").ldap
+    assert (ldap.scheme, ldap.host, ldap.effective_port) == (scheme, host, port)
+    assert ldap.expected_name == (name or host)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('url = "ldap://dc1.corp"', "clear text"),
+        ('url = "ldap://dc1.corp"\nstarttls = false', "clear text"),
+        ('url = "ldaps://dc1.corp"\nstarttls = true', "already encrypted"),
+        ('url = "https://dc1.corp"', "expected ldaps://"),
+        ('url = "ldaps://dc1.corp/OU=x"', "expected ldaps://"),
+        ('url = "ldaps://user:pw@dc1.corp"', "expected ldaps://"),
+        ('url = "ldaps://dc1.corp:636"\nport = 3269', "contradicts"),
+        ("port = 70000", "port number"),
+        ('server_name = "dc1 corp"', "DNS name"),
+        ("timeout_s = 0", "seconds > 0"),
+        ("allow_protected = 1", "expected true or false"),
+        ('bind_user = "h@corp"\nbind_password = "S3cret-q1w2e3r4"', "never stored in config"),
+        ('bind_password = "env:AD_PW"', "bind_user is not"),
+        ('bind_pasword = "env:AD_PW"', "did you mean 'bind_password'"),
+    ],
+)
+def test_ldap_section_errors(tmp_path: Path, lines: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[profiles.p.ldap]\n{lines}\n")
+    with pytest.raises(BadInput, match=message) as err:
+        load_config(path, "p")
+    assert "S3cret-q1w2e3r4" not in str(err.value)
+
+
+def test_ldap_bind_password_reference_is_resolved_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AD_PW", "pw-from-env")
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.p.ldap]\nurl = "ldaps://dc1"\nbind_user = "h@corp"\nbind_password = "env:AD_PW"\n')
+    ldap = load_config(path, "p").ldap
+    assert ldap.bind_password == "env:AD_PW"
+    assert resolve_secret(ldap.bind_password, "ad").reveal() == "pw-from-env"

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from l1fix.targets.base import Connection, ScriptConnection, Target
 
 ENTRY_POINT_GROUP = "l1fix.actions"
-BUILTIN_MODULES = ("l1fix.actions.spooler", "l1fix.actions.service")
+BUILTIN_MODULES = (
+    "l1fix.actions.spooler",
+    "l1fix.actions.service",
+    "l1fix.actions.ad_status",
+    "l1fix.actions.ad_password_reset",
+    "l1fix.actions.ad_unlock",
+    "l1fix.actions.ad_enable",
+)
 
 _REQUIRED = object()
 

@@ -483,9 +483,7 @@ def lab_start(
     from l1fix.config import home_dir
     from l1fix.lab.profile import start_lab
 
-    lab = start_lab(
-        home_dir(), hosts=hosts, port=port, http_port=http_port, glpi_port=glpi_port, latency_ms=latency_ms
-    )
+    lab = start_lab(home_dir(), hosts=hosts, port=port, http_port=http_port, glpi_port=glpi_port, latency_ms=latency_ms)
     typer.echo(
         f"l1fix lab: {hosts} SIMULATED Windows PCs (PC001…) on {lab.wsman.address_of('PC001')}… "
         f"https port {lab.wsman.port}, http port {lab.wsman.http_port}; GLPI stand-in at {lab.glpi.url}. "

@@ -24,7 +24,7 @@ PASSWORD_FORMS = "env:NAME, keyring:service/user, file:PATH or prompt"
 _PASSWORD_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*|keyring:[^/]+/.+|file:.+|prompt", re.DOTALL)
 
 _TOP_KEYS = ("default_profile", "profiles")
-_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm", "glpi")
+_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm", "glpi", "ldap")
 
 
 def home_dir() -> Path:
@@ -87,6 +87,44 @@ class GlpiConfig:
 
 
 @dataclass(frozen=True)
+class LdapSettings:
+    """How to reach Active Directory (ldap3): LDAPS or StartTLS, the DC certificate always checked."""
+
+    url: str | None = None  # ldaps://dc1.corp.example.com[:636], ldap://HOST with starttls, or a bare host
+    port: int | None = None  # None: the url's port, else 636 (ldaps) or 389 (ldap)
+    starttls: bool = False  # ldap:// upgraded with StartTLS before the bind
+    ca_bundle: Path | None = None  # CA PEM the DC certificate must chain to (None: system store)
+    server_name: str | None = None  # name the DC certificate must carry, checked even when url is an IP
+    base_dn: str | None = None  # where users are searched (None: the domain's naming context)
+    bind_user: str | None = None  # helpdesk@corp.example.com, CORP\\helpdesk or a DN
+    bind_password: str | None = field(default=None, metadata=CREDENTIAL)
+    allow_protected: bool = False  # resets/enables may touch protected (admin) accounts
+    allow_no_must_change: bool = False  # ad-password-reset --no-must-change is allowed
+    timeout_s: float = 10.0
+
+    @property
+    def scheme(self) -> str:
+        return _url_parts(self.url)[0] if self.url else "ldaps"
+
+    @property
+    def host(self) -> str:
+        return _url_parts(self.url)[1] if self.url else ""
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, else the url's, else LDAP's default for the scheme."""
+        if self.port is not None:
+            return self.port
+        url_port = _url_parts(self.url)[2] if self.url else None
+        return url_port or (636 if self.scheme == "ldaps" else 389)
+
+    @property
+    def expected_name(self) -> str:
+        """The name the DC certificate must match: server_name, else the url's host."""
+        return self.server_name or self.host
+
+
+@dataclass(frozen=True)
 class Config:
     """The settings of one profile, with every path made absolute."""
 
@@ -99,6 +137,7 @@ class Config:
     journal_path: Path
     config_path: Path | None = None  # the file read, None when defaults were used
     glpi: GlpiConfig = GlpiConfig()
+    ldap: LdapSettings = LdapSettings()
 
     def with_winrm(self, **overrides: Any) -> WinRMSettings:
         """The profile's WinRM settings with per-host overrides; relative paths are relative to home."""
@@ -184,6 +223,7 @@ def _build_config(
     winrm_where = f"{file_label} [profiles.{name}.winrm]"
     winrm = build_winrm(winrm_table, base=WinRMSettings(), root=root, where=winrm_where)
     glpi = build_section(GlpiConfig, _table(table, "glpi", where), root=root, where=f"{where}.glpi")
+    ldap = build_ldap(_table(table, "ldap", where), root=root, where=f"{where}.ldap")
 
     return Config(
         home=home,
@@ -195,6 +235,7 @@ def _build_config(
         journal_path=home / "journal.sqlite3",
         config_path=config_path,
         glpi=glpi,
+        ldap=ldap,
     )
 
 
@@ -270,6 +311,51 @@ def _credential_ref(raw: Any, root: Path, where: str) -> str | None:
     if not isinstance(raw, str) or not _PASSWORD_REF.fullmatch(raw):
         raise BadInput(f"{where}: secrets are never stored in config: use {PASSWORD_FORMS}")
     return "file:" + str(_path(raw[5:], root)) if raw.startswith("file:") else raw
+
+
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*\.?")
+_LDAP_URL_FORMS = "ldaps://HOST[:PORT], or ldap://HOST[:PORT] with starttls = true"
+
+
+def _url_parts(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port or None) of an LDAP url; a bare host means ldaps. Raises ValueError."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "://" in url else f"ldaps://{url}")
+    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(url)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def build_ldap(data: Mapping[str, Any], *, root: Path, where: str) -> LdapSettings:
+    """The [profiles.NAME.ldap] table checked: types, url, and never a bind in clear text. Raises BadInput."""
+    settings: LdapSettings = build_section(LdapSettings, data, root=root, where=where)
+    if settings.url is not None:
+        try:
+            scheme, host, url_port = _url_parts(settings.url)
+        except ValueError:
+            raise BadInput(f"{where}: url = {settings.url!r} is invalid: expected {_LDAP_URL_FORMS}") from None
+        if settings.port is not None and url_port is not None and settings.port != url_port:
+            raise BadInput(f"{where}: port {settings.port} contradicts the url's port {url_port}")
+        if scheme == "ldaps" and settings.starttls:
+            raise BadInput(f"{where}: starttls is for ldap:// urls; ldaps:// is already encrypted")
+        if scheme == "ldap" and not settings.starttls:
+            raise BadInput(
+                f"{where}: ldap:// without starttls would send the bind password in clear text",
+                hint='use url = "ldaps://HOST", or set starttls = true',
+            )
+    if settings.port is not None and not 0 < settings.port < 65536:
+        raise BadInput(f"{where}: port = {settings.port} is invalid: expected a port number (1-65535)")
+    if settings.server_name is not None and not _DNS_NAME.fullmatch(settings.server_name):
+        raise BadInput(f"{where}: server_name = {settings.server_name!r} is invalid: expected a DNS name")
+    if settings.timeout_s <= 0:
+        raise BadInput(f"{where}: timeout_s must be a number of seconds > 0")
+    if settings.bind_password is not None and not settings.bind_user:
+        raise BadInput(f"{where}: bind_password is set but bind_user is not")
+    return settings
 
 
 def build_winrm(data: Mapping[str, Any], *, base: WinRMSettings, root: Path, where: str) -> WinRMSettings:
