@@ -12,6 +12,7 @@ import typer
 
 from l1fix.action import Action, Param, registry
 from l1fix.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, BadInput, L1fixError, Refused
+from l1fix.play_cli import play_command, playbook_app
 
 app = typer.Typer(
     help="Safe, journaled level-1 helpdesk fixes. Exit codes: 0 fixed/already-ok/skipped, 1 failed, "
@@ -27,6 +28,8 @@ ticket_app = typer.Typer(help="The ticket lifecycle in GLPI: new, show, escalate
 app.add_typer(ticket_app, name="ticket")
 lab_app = typer.Typer(help="The lab: SIMULATED Windows PCs on loopback, for training and tests.", rich_markup_mode=None)
 app.add_typer(lab_app, name="lab")
+app.command("play")(play_command)
+app.add_typer(playbook_app, name="playbook")
 
 
 class Options:

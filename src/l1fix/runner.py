@@ -14,7 +14,7 @@ from l1fix.config import Config
 from l1fix.errors import BadInput, L1fixError
 from l1fix.result import ErrorInfo, RunResult, Status
 from l1fix.secrets import redact, redact_data
-from l1fix.targets.base import ACCOUNT_KINDS, Target, connect
+from l1fix.targets.base import ACCOUNT_KINDS, Connection, Target, connect
 
 OUTPUT_KEPT_CHARS = 1_000_000  # a run's output kept for its followup attachment
 
@@ -39,10 +39,14 @@ def execute(
     dry_run: bool = False,
     confirm: Confirm | None = None,
     observers: Sequence[RunObserver] = (),
+    shared_connection: Callable[[Target, Config], Connection] | None = None,
 ) -> RunResult:
     """Run `action_name` on `target_name`. Never raises for a run's own failures: see result.status.
 
     `confirm` is asked before a risky fix; None means the caller already confirmed (--yes).
+    `shared_connection`, when given, hands out the connection to the resolved target instead of
+    opening a new one: the caller owns it (a playbook reuses one across a target's steps), and
+    the runner does not close it.
     """
     result = RunResult(
         run_id=uuid.uuid4().hex,
@@ -65,7 +69,8 @@ def execute(
         result.params = redact_data(params)  # type: ignore[assignment]
         target = _resolve(config, target_name, action_cls)
         result.target = target.name
-        ctx = RunContext(target=target, params=params, connect=lambda: connect(target, config), config=config)
+        opener = shared_connection or connect
+        ctx = RunContext(target=target, params=params, connect=lambda: opener(target, config), config=config)
         _run_steps(action_cls(), ctx, result, dry_run=dry_run, confirm=confirm)
     except L1fixError as exc:
         result.status = Status.ERROR
@@ -82,7 +87,8 @@ def execute(
         if ctx is not None:
             result.revealed = ctx.revealed
             result.output = redact("\n".join(ctx.outputs))[-OUTPUT_KEPT_CHARS:]
-            _close_quietly(ctx)
+            if shared_connection is None:
+                _close_quietly(ctx)
         result.duration_s = time.perf_counter() - started
         if result.error is not None:
             result.error.message = redact(result.error.message)
