@@ -26,7 +26,7 @@ def test_actions_lists_builtins_with_parameters(home):
     actions = {a["name"]: a for a in json.loads(out.stdout)}
     assert {"spooler-restart", "service-restart"} <= set(actions)
     assert actions["service-restart"]["params"][0]["name"] == "service"
-    assert actions["spooler-restart"]["target_kinds"] == ["windows"]
+    assert actions["spooler-restart"]["target_kinds"] == ["linux", "macos", "windows"]
     assert actions["spooler-restart"]["risk"] == "safe"
 
 

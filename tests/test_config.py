@@ -485,3 +485,180 @@ def test_ldap_bind_password_reference_is_resolved_later(tmp_path: Path, monkeypa
     ldap = load_config(path, "p").ldap
     assert ldap.bind_password == "env:AD_PW"
     assert resolve_secret(ldap.bind_password, "ad").reveal() == "pw-from-env"
+
+
+# --- graph (Microsoft 365) -----------------------------------------------------------------
+
+
+def test_graph_defaults_when_absent(home: Path) -> None:
+    from l1fix.config import GraphSettings
+
+    graph = load_config().graph
+    assert graph == GraphSettings()
+    assert graph.auth == "app" and graph.base_url == "https://graph.microsoft.com/v1.0"
+    assert graph.allow_privileged is False and graph.max_retries == 3
+
+
+def test_graph_section_is_typed_and_never_holds_a_secret(tmp_path: Path) -> None:
+    from l1fix.config import GraphSettings
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[profiles.p.graph]\n"
+        'tenant_id = "corp.onmicrosoft.com"\nclient_id = "0b7d6c4e-1111-2222-3333-444455556666"\n'
+        'client_secret = "keyring:l1fix/graph"\nca_bundle = "proxy-ca.pem"\ntimeout_s = 10\n'
+        'base_url = "https://graph.microsoft.us/v1.0/"\nauthority = "https://login.microsoftonline.us"\n'
+        "max_retries = 5\nallow_privileged = true\n"
+    )
+    graph = load_config(path, "p").graph
+    assert graph == GraphSettings(
+        tenant_id="corp.onmicrosoft.com",
+        client_id="0b7d6c4e-1111-2222-3333-444455556666",
+        client_secret="keyring:l1fix/graph",
+        ca_bundle=tmp_path / "proxy-ca.pem",
+        timeout_s=10.0,
+        base_url="https://graph.microsoft.us/v1.0",  # the trailing slash dropped
+        authority="https://login.microsoftonline.us",
+        max_retries=5,
+        allow_privileged=True,
+    )
+
+
+def test_graph_certificate_and_device_code_forms(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[profiles.cert.graph]\ntenant_id = "t"\nclient_id = "c"\ncertificate_path = "app.pem"\n'
+        'certificate_password = "env:CERT_PW"\n'
+        '[profiles.dev.graph]\nauth = "device-code"\ntenant_id = "t"\nclient_id = "c"\ntoken_cache = false\n'
+        '[profiles.lab.graph]\nauth = "token"\naccess_token = "file:graph.token"\nbase_url = "http://127.0.0.1:8443/v1.0"\n'
+    )
+    cert = load_config(path, "cert").graph
+    assert cert.certificate_path == tmp_path / "app.pem" and cert.certificate_password == "env:CERT_PW"
+    assert load_config(path, "dev").graph.auth == "device-code"
+    lab = load_config(path, "lab").graph
+    assert lab.access_token == f"file:{tmp_path / 'graph.token'}" and lab.base_url.startswith("http://127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('client_secret = "q1w2e3r4t5~secret"', "never stored in config"),
+        ('access_token = "eyJ0eXAiOiJKV1QiLCJhbGciOi"', "never stored in config"),
+        ('auth = "password"', "expected app or device-code or token"),
+        ('base_url = "http://graph.microsoft.com/v1.0"', "expected https://HOST"),
+        ('base_url = "https://user:pw@graph.microsoft.com/v1.0"', "expected https://HOST"),
+        ('base_url = "https://graph.microsoft.com/v1.0?x=1"', "expected https://HOST"),
+        ('authority = "https://login.microsoftonline.com/common"', "expected https://HOST"),
+        ('client_secret = "env:S"\ncertificate_path = "a.pem"', "keep one"),
+        ('certificate_password = "env:P"', "certificate_path is not"),
+        ('access_token = "env:T"', "only for auth"),
+        ("timeout_s = 0", "seconds > 0"),
+        ("max_retries = 11", "from 0 to 10"),
+        ("max_retry_after_s = 600", "from 0 to 180"),
+        ("allow_privileged = 1", "expected true or false"),
+        ('tenant = "corp"', "did you mean 'tenant_id'"),
+    ],
+)
+def test_graph_section_errors(tmp_path: Path, lines: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[profiles.p.graph]\n{lines}\n")
+    with pytest.raises(BadInput, match=message) as err:
+        load_config(path, "p")
+    assert "q1w2e3r4t5~secret" not in str(err.value) and "eyJ0eXAi" not in str(err.value)
+
+
+# --- ssh (Linux and macOS hosts) -----------------------------------------------------------
+
+
+def test_ssh_defaults_when_absent(home: Path) -> None:
+    from l1fix.config import SshSettings
+
+    ssh = load_config().ssh
+    assert ssh == SshSettings()
+    assert (ssh.port, ssh.sudo, ssh.trust_new_host, ssh.user_known_hosts, ssh.known_hosts) == (
+        22,
+        True,
+        False,
+        False,
+        None,
+    )
+
+
+def test_ssh_section_is_typed_and_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    from l1fix.config import SshSettings
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[profiles.p.ssh]\n"
+        'username = "helpdesk"\nport = 2222\nkey_file = "keys/id_ed25519"\nkey_passphrase = "env:KEY_PASS"\n'
+        'password = "keyring:l1fix/helpdesk"\nknown_hosts = "hosts.known"\nuser_known_hosts = true\n'
+        "trust_new_host = true\nconnect_timeout_s = 5\ncommand_timeout_s = 60\nsudo = false\n"
+    )
+    assert load_config(path, "p").ssh == SshSettings(
+        username="helpdesk",
+        port=2222,
+        key_file=tmp_path / "keys" / "id_ed25519",
+        key_passphrase="env:KEY_PASS",
+        password="keyring:l1fix/helpdesk",
+        known_hosts=tmp_path / "hosts.known",
+        user_known_hosts=True,
+        trust_new_host=True,
+        connect_timeout_s=5.0,
+        command_timeout_s=60.0,
+        sudo=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('password = "q1w2e3r4t5"', "never stored in config"),
+        ('key_file = "k"\nkey_passphrase = "q1w2e3r4t5"', "never stored in config"),
+        ('key_passphrase = "env:P"', "key_passphrase is set but key_file is not"),
+        ("port = 0", "port = 0 is invalid"),
+        ("port = 70000", "expected a port number"),
+        ('port = "22"', "expected a whole number"),
+        ("connect_timeout_s = 0", "connect_timeout_s must be a number of seconds > 0"),
+        ("command_timeout_s = -1", "command_timeout_s must be a number of seconds > 0"),
+        ('trust_new_host = "yes"', "expected true or false"),
+        ('username = "bad user"', "expected a login name"),
+        ('user = "x"', "did you mean 'username'"),
+    ],
+)
+def test_ssh_section_errors(tmp_path: Path, lines: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[profiles.p.ssh]\n{lines}\n")
+    with pytest.raises(BadInput, match=message) as err:
+        load_config(path, "p")
+    assert "q1w2e3r4t5" not in str(err.value)
+
+
+def test_with_ssh_merges_per_host_overrides(home: Path) -> None:
+    write_config(home, '[profiles.default.ssh]\nusername = "helpdesk"\nkey_file = "id_ed25519"\nport = 2222\n')
+    config = load_config()
+    merged = config.with_ssh(port=22, password="env:HOST_PW", key_file="host_key", trust_new_host=True)
+    assert (merged.username, merged.port, merged.password, merged.trust_new_host) == (
+        "helpdesk",
+        22,
+        "env:HOST_PW",
+        True,
+    )
+    assert merged.key_file == home / "host_key"  # relative to home, as with_winrm
+    assert config.with_ssh() == config.ssh
+    assert config.with_ssh(key_file=None).key_file is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"password": "q1w2e3r4t5"}, "never stored in config"),
+        ({"port": "22"}, "expected a whole number"),
+        ({"sudo": "no"}, "expected true or false"),
+        ({"hostname": "x"}, "unknown key 'hostname'"),
+        ({"key_file": None, "key_passphrase": "env:P"}, "key_passphrase is set but key_file is not"),
+    ],
+)
+def test_with_ssh_checks_overrides(home: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(BadInput, match=message) as err:
+        load_config().with_ssh(**overrides)
+    assert "per-host ssh settings" in str(err.value) and "q1w2e3r4t5" not in str(err.value)

@@ -25,6 +25,10 @@ BUILTIN_MODULES = (
     "l1fix.actions.ad_password_reset",
     "l1fix.actions.ad_unlock",
     "l1fix.actions.ad_enable",
+    "l1fix.actions.m365_status",
+    "l1fix.actions.m365_password_reset",
+    "l1fix.actions.m365_revoke",
+    "l1fix.actions.m365_enable",
 )
 
 _REQUIRED = object()

@@ -24,7 +24,7 @@ PASSWORD_FORMS = "env:NAME, keyring:service/user, file:PATH or prompt"
 _PASSWORD_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*|keyring:[^/]+/.+|file:.+|prompt", re.DOTALL)
 
 _TOP_KEYS = ("default_profile", "profiles")
-_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm", "glpi", "ldap")
+_PROFILE_KEYS = ("technician", "inventory", "allowed_services", "winrm", "glpi", "ldap", "graph", "ssh")
 
 
 def home_dir() -> Path:
@@ -124,6 +124,56 @@ class LdapSettings:
         return self.server_name or self.host
 
 
+GRAPH_AUTH = ("app", "device-code", "token")
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """How to reach Microsoft 365 / Entra ID (Microsoft Graph, msgraph-sdk): HTTPS, certificate always checked.
+
+    auth "app": the application's own identity (client_secret or certificate_path);
+    "device-code": the technician signs in (delegated, their own roles apply);
+    "token": an access token obtained elsewhere (a credential reference; for tests and scripts).
+    """
+
+    auth: str = field(default="app", metadata={"choices": GRAPH_AUTH})
+    tenant_id: str | None = None  # directory (tenant) id or domain, e.g. corp.onmicrosoft.com
+    client_id: str | None = None  # the app registration's application (client) id
+    client_secret: str | None = field(default=None, metadata=CREDENTIAL)
+    certificate_path: Path | None = None  # PEM (private key + certificate) or PKCS#12, instead of a secret
+    certificate_password: str | None = field(default=None, metadata=CREDENTIAL)
+    access_token: str | None = field(default=None, metadata=CREDENTIAL)  # auth = "token" only
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    authority: str = "https://login.microsoftonline.com"  # where tokens come from (national clouds differ)
+    ca_bundle: Path | None = None  # CA PEM for Graph and the authority (None: system store)
+    timeout_s: float = 30.0  # per HTTP request
+    max_retries: int = 3  # retries of a throttled (429) or unavailable (503, 504) request
+    max_retry_after_s: float = 30.0  # a longer Retry-After is not waited for: reported instead
+    allow_privileged: bool = False  # resets/enables may touch accounts holding admin roles
+    allow_no_must_change: bool = False  # m365-password-reset --no-must-change is allowed
+    token_cache: bool = True  # device-code: keep the sign-in in the OS keychain between runs
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How to reach Linux and macOS hosts over SSH (paramiko); per-host overrides come from the inventory.
+
+    With neither key_file nor password, the SSH agent and ~/.ssh/id_* keys are tried, as ssh does.
+    """
+
+    username: str | None = None  # None: the technician's own login name, as ssh does
+    port: int = 22
+    key_file: Path | None = None  # private key (OpenSSH or PEM format)
+    key_passphrase: str | None = field(default=None, metadata=CREDENTIAL)  # when key_file is encrypted
+    password: str | None = field(default=None, metadata=CREDENTIAL)
+    known_hosts: Path | None = None  # host keys l1fix trusts and records (None: <home>/known_hosts)
+    user_known_hosts: bool = False  # also trust the keys in ~/.ssh/known_hosts (read, never written)
+    trust_new_host: bool = False  # record the key of a host met for the first time instead of refusing it
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 120.0
+    sudo: bool = True  # a login other than root runs scripts with `sudo -n` (never asks a password)
+
+
 @dataclass(frozen=True)
 class Config:
     """The settings of one profile, with every path made absolute."""
@@ -138,10 +188,18 @@ class Config:
     config_path: Path | None = None  # the file read, None when defaults were used
     glpi: GlpiConfig = GlpiConfig()
     ldap: LdapSettings = LdapSettings()
+    graph: GraphSettings = GraphSettings()
+    ssh: SshSettings = SshSettings()
 
     def with_winrm(self, **overrides: Any) -> WinRMSettings:
         """The profile's WinRM settings with per-host overrides; relative paths are relative to home."""
         return build_winrm(overrides, base=self.winrm, root=self.home, where="per-host winrm settings")
+
+    def with_ssh(self, **overrides: Any) -> SshSettings:
+        """The profile's SSH settings with per-host overrides; relative paths are relative to home."""
+        where = "per-host ssh settings"
+        checked = build_ssh(overrides, root=self.home, where=where)
+        return check_ssh(replace(self.ssh, **{key: getattr(checked, key) for key in overrides}), where)
 
 
 def load_config(path: Path | None = None, profile: str | None = None) -> Config:
@@ -223,7 +281,9 @@ def _build_config(
     winrm_where = f"{file_label} [profiles.{name}.winrm]"
     winrm = build_winrm(winrm_table, base=WinRMSettings(), root=root, where=winrm_where)
     glpi = build_section(GlpiConfig, _table(table, "glpi", where), root=root, where=f"{where}.glpi")
+    ssh = build_ssh(_table(table, "ssh", where), root=root, where=f"{where}.ssh")
     ldap = build_ldap(_table(table, "ldap", where), root=root, where=f"{where}.ldap")
+    graph = build_graph(_table(table, "graph", where), root=root, where=f"{where}.graph")
 
     return Config(
         home=home,
@@ -235,7 +295,9 @@ def _build_config(
         journal_path=home / "journal.sqlite3",
         config_path=config_path,
         glpi=glpi,
+        ssh=ssh,
         ldap=ldap,
+        graph=graph,
     )
 
 
@@ -355,6 +417,79 @@ def build_ldap(data: Mapping[str, Any], *, root: Path, where: str) -> LdapSettin
         raise BadInput(f"{where}: timeout_s must be a number of seconds > 0")
     if settings.bind_password is not None and not settings.bind_user:
         raise BadInput(f"{where}: bind_password is set but bind_user is not")
+    return settings
+
+
+def _https_url(url: str, *, path: bool) -> bool:
+    """An https:// url (http:// only to a loopback address), no credentials, query or fragment."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        return False
+    if not path and parts.path not in ("", "/"):
+        return False
+    if parts.scheme == "https":
+        return True
+    try:
+        loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        loopback = False
+    return parts.scheme == "http" and loopback
+
+
+def build_graph(data: Mapping[str, Any], *, root: Path, where: str) -> GraphSettings:
+    """The [profiles.NAME.graph] table checked: types, urls (HTTPS), limits. Raises BadInput.
+
+    Which credential the chosen auth needs is checked when a connection opens (like ldap.url).
+    """
+    settings: GraphSettings = build_section(GraphSettings, data, root=root, where=where)
+    for key in ("base_url", "authority"):
+        url = getattr(settings, key)
+        if not _https_url(url, path=key == "base_url"):
+            raise BadInput(
+                f"{where}: {key} = {url!r} is invalid: expected https://HOST"
+                + ("[/PATH]" if key == "base_url" else "")
+                + " (http:// only to a loopback address)"
+            )
+    if settings.base_url.endswith("/"):
+        settings = replace(settings, base_url=settings.base_url.rstrip("/"))
+    if settings.client_secret and settings.certificate_path:
+        raise BadInput(f"{where}: client_secret and certificate_path are two ways to sign in: keep one")
+    if settings.certificate_password and not settings.certificate_path:
+        raise BadInput(f"{where}: certificate_password is set but certificate_path is not")
+    if settings.access_token and settings.auth != "token":
+        raise BadInput(f'{where}: access_token is only for auth = "token"')
+    if settings.timeout_s <= 0:
+        raise BadInput(f"{where}: timeout_s must be a number of seconds > 0")
+    if not 0 <= settings.max_retries <= 10:
+        raise BadInput(f"{where}: max_retries must be a whole number from 0 to 10")
+    if not 0 < settings.max_retry_after_s < 180:
+        raise BadInput(f"{where}: max_retry_after_s must be a number of seconds from 0 to 180")
+    return settings
+
+
+def build_ssh(data: Mapping[str, Any], *, root: Path, where: str) -> SshSettings:
+    """The [profiles.NAME.ssh] table checked: types, port, timeouts, no secret in clear. Raises BadInput."""
+    return check_ssh(build_section(SshSettings, data, root=root, where=where), where)
+
+
+def check_ssh(settings: SshSettings, where: str) -> SshSettings:
+    """The checks that span values: port range, timeouts, a passphrase needs its key."""
+    if not 0 < settings.port < 65536:
+        raise BadInput(f"{where}: port = {settings.port} is invalid: expected a port number (1-65535)")
+    for key in ("connect_timeout_s", "command_timeout_s"):
+        if getattr(settings, key) <= 0:
+            raise BadInput(f"{where}: {key} must be a number of seconds > 0")
+    if settings.username is not None and any(c.isspace() or ord(c) < 32 for c in settings.username):
+        raise BadInput(f"{where}: username = {settings.username!r} is invalid: expected a login name")
+    if settings.key_passphrase is not None and settings.key_file is None:
+        raise BadInput(f"{where}: key_passphrase is set but key_file is not")
     return settings
 
 

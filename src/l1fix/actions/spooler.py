@@ -10,6 +10,6 @@ class SpoolerRestart(ScriptAction):
 
     name = "spooler-restart"
     summary = "Restart the print spooler, purge stuck print jobs, verify it runs"
-    target_kinds = frozenset({"windows"})
+    target_kinds = frozenset({"windows", "linux", "macos"})
     risk = Risk.SAFE
     script = "spooler"

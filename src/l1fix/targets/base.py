@@ -11,9 +11,14 @@ if TYPE_CHECKING:
     from l1fix.config import Config
 
 # connection name -> module in l1fix.targets; imported only when used (fast start).
-CONNECTION_MODULES = {"winrm": "l1fix.targets.winrm", "ldap": "l1fix.targets.ldap"}
+CONNECTION_MODULES = {
+    "winrm": "l1fix.targets.winrm",
+    "ldap": "l1fix.targets.ldap",
+    "ssh": "l1fix.targets.ssh",
+    "graph": "l1fix.targets.graph",
+}
 # kinds of target that are accounts in a directory, not computers: the connection that finds them.
-ACCOUNT_KINDS = {"ad-user": "ldap"}
+ACCOUNT_KINDS = {"ad-user": "ldap", "m365-user": "graph"}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ pywinrm's Receive loop. One instance serves one run, in one thread.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ from l1fix.config import resolve_secret
 from l1fix.errors import (
     AuthRefused,
     BadInput,
-    BadOutput,
     L1fixError,
     RemoteError,
     Timeout,
@@ -38,7 +36,7 @@ from l1fix.errors import (
     Unreachable,
 )
 from l1fix.secrets import redact
-from l1fix.targets import powershell
+from l1fix.targets import output, powershell
 from l1fix.targets.base import ScriptResult, Target
 
 if TYPE_CHECKING:
@@ -168,33 +166,10 @@ class WinRMConnection:
     def _parse(self, name: str, stdout_b: bytes, stderr_b: bytes, code: int) -> ScriptResult:
         stdout = stdout_b.decode("utf-8", errors="replace")
         stderr = clixml.to_text(stderr_b.decode("utf-8", errors="replace"))
-        data = _last_json(stdout)
-        if data is None:
-            detail = (stderr or stdout).strip().splitlines()
-            tail = redact(detail[-1])[:200] if detail else "no output"
-            raise BadOutput(
-                f"{name} did not return a JSON result (exit code {code}: {tail})",
-                target=self.target.name,
-                hint="run again with --debug; if it persists, escalate",
-            )
-        if "error" in data:
-            raise RemoteError(f"{name}: {redact(str(data['error']))}", target=self.target.name)
-        return ScriptResult(data=data, stdout=stdout, stderr=stderr, exit_code=code)
+        return output.script_result(name, self.target.name, stdout, stderr, code)
 
     def _errors_mapped(self) -> _ErrorMapper:
         return _ErrorMapper(self)
-
-
-def _last_json(stdout: str) -> dict[str, Any] | None:
-    for line in reversed(stdout.strip().splitlines()):
-        line = line.strip()
-        if line:
-            try:
-                data = json.loads(line)
-            except ValueError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None
 
 
 class _ErrorMapper:
