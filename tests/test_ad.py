@@ -585,3 +585,39 @@ def test_sids_filetimes_and_protection() -> None:
     )
     assert protection_reasons(0, f"{domain}-500", [f"{domain}-513"]) == ("the built-in Administrator account",)
     assert protection_reasons(0, f"{domain}-1105", []) == ("its group memberships (tokenGroups) could not be read",)
+
+
+def test_no_password_reaches_the_ticket_system(ad: AdEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every AD fix run for a ticket: the followups GLPI received hold no password."""
+    from l1fix.lab.glpi import GlpiStandIn
+
+    glpi = GlpiStandIn(app_token="ad-test-app", user_tokens={"ad-test-user-token": "tech1"})
+    glpi.start()
+    try:
+        ticket = glpi.add("Ticket", name="Compte bloqué", content="<p>locked</p>", status=2)
+        monkeypatch.setenv("L1FIX_TEST_GLPI_USER", "ad-test-user-token")
+        monkeypatch.setenv("L1FIX_TEST_GLPI_APP", "ad-test-app")
+        glpi_section = (
+            f'\n[profiles.{ad.config.profile}.glpi]\nurl = "{glpi.url}"\n'
+            'app_token = "env:L1FIX_TEST_GLPI_APP"\nuser_token = "env:L1FIX_TEST_GLPI_USER"\n'
+        )
+        config_file = ad.home / "config.toml"
+        config_file.write_text(config_file.read_text() + glpi_section)
+        ad.config = load_config()
+        name, _ = ad.dc.add_user("tkt")
+        ad.lock_out(name)
+        secrets = [ad.dc.admin_password, "Supplied-Ticket-Pw-2718"]
+        results = [
+            ad.run("ad-user-status", name, ticket=ticket),
+            ad.run("ad-password-reset", name, ticket=ticket),
+            ad.run("ad-password-reset", name, {"password": Secret(secrets[1])}, ticket=ticket),
+        ]
+        for result in results:
+            assert result.followup and result.followup["state"] == "sent", result.followup
+            secrets.extend(s.reveal() for _, s in result.revealed)
+        assert len(secrets) >= 3 and len(glpi.items["ITILFollowup"]) == 3
+        for request in glpi.requests_log:
+            for secret in secrets:
+                assert secret.encode() not in request["body"], "a password reached GLPI"
+    finally:
+        glpi.stop()
