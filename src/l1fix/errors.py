@@ -62,11 +62,29 @@ class AuthRefused(L1fixError):
     exit_code = EXIT_UNREACHABLE
 
 
+class InsufficientRights(AuthRefused):
+    """The account l1fix uses lacks the right or the role for this change."""
+
+    kind = "insufficient-rights"
+
+
+class Throttled(Unreachable):
+    """The service kept asking to slow down (429, 503) after the retries."""
+
+    kind = "throttled"
+
+
 class Timeout(L1fixError):
     """A command did not finish in its time."""
 
     kind = "timeout"
     exit_code = EXIT_TIMEOUT
+
+
+class PasswordRejected(BadInput):
+    """A new password breaks the directory's policy (length, complexity, history, banned)."""
+
+    kind = "password-policy"
 
 
 class BadOutput(L1fixError):

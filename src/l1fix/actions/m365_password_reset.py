@@ -17,7 +17,7 @@ from typing import Any
 from l1fix import passwords
 from l1fix.action import Action, Observation, Param, Risk, RunContext
 from l1fix.actions.m365_status import M365_USER, find_user, graph, refuse_privileged, refuse_synced
-from l1fix.errors import BadInput, Refused
+from l1fix.errors import PasswordRejected, Refused
 from l1fix.secrets import Secret
 
 MUST_CHANGE = "must-change"
@@ -26,12 +26,6 @@ ENTRA_MAX_LENGTH = 256
 ENTRA_SYMBOLS = frozenset("@#$%^&*-_!+=[]{}|\\:',.?/`~\"();<> ")
 VERIFY_READS = 3  # Graph is eventually consistent: a read right after the change may not show it yet
 VERIFY_DELAY_S = 1.0
-
-
-class PasswordRejected(BadInput):
-    """The supplied password breaks Entra ID's rules (checked before anything is sent)."""
-
-    kind = "password-policy"
 
 
 def entra_password_problems(password: str) -> list[str]:

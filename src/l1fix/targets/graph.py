@@ -34,9 +34,12 @@ from l1fix.config import resolve_secret
 from l1fix.errors import (
     AuthRefused,
     BadInput,
+    InsufficientRights,
     L1fixError,
+    PasswordRejected,
     Refused,
     RemoteError,
+    Throttled,
     Timeout,
     TlsFailure,
     UnknownTarget,
@@ -82,24 +85,6 @@ UNPRIVILEGED_ROLES = {
     "75934031-6c7e-415a-99d7-48dbd49e875e": "Usage Summary Reports Reader",
 }
 _GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-
-
-class PasswordRejected(BadInput):
-    """Entra ID refused the new password: its policy (length, complexity, banned or recent password)."""
-
-    kind = "password-policy"
-
-
-class InsufficientRights(AuthRefused):
-    """The Graph identity l1fix uses lacks the permission or the directory role for this change."""
-
-    kind = "insufficient-rights"
-
-
-class Throttled(Unreachable):
-    """Graph kept answering 429 (or 503/504) after the retries."""
-
-    kind = "throttled"
 
 
 def open_connection(target: Target, config: Config) -> Graph:

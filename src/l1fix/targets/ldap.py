@@ -27,7 +27,9 @@ from l1fix.config import resolve_secret
 from l1fix.errors import (
     AuthRefused,
     BadInput,
+    InsufficientRights,
     L1fixError,
+    PasswordRejected,
     Refused,
     RemoteError,
     Timeout,
@@ -100,18 +102,6 @@ USER_ATTRIBUTES = [
 ]
 USERS = "(&(objectCategory=person)(objectClass=user)"
 CANDIDATES_SHOWN = 8
-
-
-class PasswordRejected(BadInput):
-    """The DC refused the new password: policy (length, complexity, history)."""
-
-    kind = "password-policy"
-
-
-class InsufficientRights(AuthRefused):
-    """The bind account may not change this account."""
-
-    kind = "insufficient-rights"
 
 
 def open_connection(target: Target, config: Config) -> Directory:
