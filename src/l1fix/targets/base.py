@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from l1fix.errors import L1fixError
+
 if TYPE_CHECKING:
     from l1fix.config import Config
 
@@ -66,6 +68,28 @@ class ScriptConnection(Connection, Protocol):
     script_suffix: str  # ".ps1" or ".sh": which script file of an action to send
 
     def run_script(self, script: Path, payload: dict[str, Any], *, timeout: float) -> ScriptResult: ...
+
+
+class ErrorMapper:
+    """`with mapper:` turns a library's exceptions into one-line L1fixErrors (see `map`).
+
+    Subclasses implement `map(exc)`, returning the error to raise instead, or None to let
+    the exception through. The original is never chained: it may carry a password.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, L1fixError):
+            return False
+        mapped = self.map(exc)
+        if mapped is None:
+            return False
+        raise mapped from None
+
+    def map(self, exc: BaseException) -> L1fixError | None:
+        raise NotImplementedError
 
 
 def connect(target: Target, config: Config) -> Connection:

@@ -28,7 +28,7 @@ from l1fix.config import resolve_secret
 from l1fix.errors import AuthRefused, BadInput, L1fixError, Timeout, Unreachable
 from l1fix.secrets import redact
 from l1fix.targets import output, shell
-from l1fix.targets.base import ScriptResult, Target
+from l1fix.targets.base import ErrorMapper, ScriptResult, Target
 
 if TYPE_CHECKING:
     from l1fix.config import Config, SshSettings
@@ -261,24 +261,16 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         )
 
 
-class _ErrorMapper:
+class _ErrorMapper(ErrorMapper):
     """Turns paramiko/socket exceptions into one-line errors; never leaks a password or passphrase."""
 
     def __init__(self, conn: SSHConnection) -> None:
         self.conn = conn
 
-    def __enter__(self) -> None:
-        return None
-
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or isinstance(exc, L1fixError):
-            return False
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) and not isinstance(exc, L1fixError):
             self.conn.close()  # whatever broke, the next step starts from a new connection
-        mapped = self.map(exc)
-        if mapped is None:
-            return False
-        raise mapped from None
+        return super().__exit__(exc_type, exc, tb)
 
     def map(self, exc: BaseException) -> L1fixError | None:
         conn = self.conn

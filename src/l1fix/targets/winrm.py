@@ -37,7 +37,7 @@ from l1fix.errors import (
 )
 from l1fix.secrets import redact
 from l1fix.targets import output, powershell
-from l1fix.targets.base import ScriptResult, Target
+from l1fix.targets.base import ErrorMapper, ScriptResult, Target
 
 if TYPE_CHECKING:
     from l1fix.config import Config, WinRMSettings
@@ -172,22 +172,11 @@ class WinRMConnection:
         return _ErrorMapper(self)
 
 
-class _ErrorMapper:
+class _ErrorMapper(ErrorMapper):
     """Turns pywinrm/requests exceptions into one-line errors; never leaks the password."""
 
     def __init__(self, conn: WinRMConnection) -> None:
         self.conn = conn
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or isinstance(exc, L1fixError):
-            return False
-        mapped = self.map(exc)
-        if mapped is None:
-            return False
-        raise mapped from None
 
     def map(self, exc: BaseException) -> L1fixError | None:
         name, where = self.conn.target.name, self.conn.endpoint
