@@ -18,7 +18,6 @@ import contextlib
 import email.parser
 import email.policy
 import hashlib
-import ipaddress
 import json
 import logging
 import mimetypes
@@ -26,8 +25,6 @@ import re
 import secrets
 import socket
 import socketserver
-import ssl
-import threading
 import time
 import uuid
 from collections import Counter
@@ -38,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from l1fix.lab import tls
+from l1fix.lab.service import LoopbackService
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +309,10 @@ def _text_matcher(value: str) -> Callable[[Any], bool]:
 # --------------------------------------------------------------------------- the stand-in
 
 
-class GlpiStandIn:
+class GlpiStandIn(LoopbackService):
     """GLPI's legacy REST API on loopback, with data in plain dicts and fault injection for tests."""
+
+    label = "GLPI stand-in"
 
     def __init__(
         self,
@@ -327,22 +326,16 @@ class GlpiStandIn:
         glpi_version: str = "10.0.16",
         tls_cert_dir: Path | None = None,
     ) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the GLPI stand-in binds loopback only, not {host}")
+        super().__init__(host=host, port=port, tls_cert_dir=tls_cert_dir)
         self.app_token = app_token
         self.users = dict(users or {})  # login -> password
         self.user_tokens = dict(user_tokens or {})  # token -> login
-        self.host = host
-        self.port = port
         self.session_ttl_s = session_ttl_s
         self.glpi_version = glpi_version
         self.version = tuple(int(p) for p in re.findall(r"\d+", glpi_version)[:3]) or (10, 0, 0)
-        self.tls_cert_dir = Path(tls_cert_dir) if tls_cert_dir is not None else None
-        self.ca_path: Path | None = self.tls_cert_dir / tls.CA_NAME if self.tls_cert_dir else None
         self.items: dict[str, dict[int, dict]] = {t: {} for t in ITEMTYPES}
         self.documents: dict[int, bytes] = {}  # Document id -> uploaded file content
         self.requests_log: list[dict] = []
-        self._lock = threading.RLock()
         self._next_id: dict[str, int] = dict.fromkeys(ITEMTYPES, 1)
         self._next_id["User"] = 2  # GLPI's first account, "glpi", is id 2
         self._sessions: dict[str, _Session] = {}
@@ -354,10 +347,6 @@ class GlpiStandIn:
         self._strip_auth = False
         self._redirect = False
         self._blocked_ip = False
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._tls_context: ssl.SSLContext | None = None
-        self._connections: set[socket.socket] = set()
         for login in [*self.users, *self.user_tokens.values()]:
             self._ensure_user(login)
 
@@ -365,44 +354,10 @@ class GlpiStandIn:
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.tls_cert_dir else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}{API_PATH}"
+        return self.origin + API_PATH
 
-    def __enter__(self) -> GlpiStandIn:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Bind the loopback port and serve in a background thread."""
-        if self._thread is not None:
-            raise RuntimeError("GLPI stand-in already started")
-        if self.tls_cert_dir is not None:
-            certs = tls.ensure_certificates(self.tls_cert_dir, ["localhost"], [self.host])
-            self.ca_path = certs.ca_path
-            self._tls_context = tls.server_context(certs)
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._server = _Server((self.host, self.port), self, family)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="glpi-lab", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and drop open connections."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        self._server = self._thread = None
+    def _new_server(self, family: socket.AddressFamily) -> _Server:
+        return _Server((self.host, self.port), self, family)
 
     # ----------------------------------------------------------------- data
 

@@ -26,15 +26,12 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import logging
 import re
 import secrets
 import socket
 import socketserver
-import ssl
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -43,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
+
+from l1fix.lab.service import LoopbackService
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +184,10 @@ def entra_password_ok(password: str) -> bool:
     return sum(classes) >= 3
 
 
-class GraphStandIn:
+class GraphStandIn(LoopbackService):
     """Microsoft Graph's user calls and Entra's token endpoint on loopback, with fault injection for tests."""
+
+    label = "Graph stand-in"
 
     def __init__(
         self,
@@ -198,15 +199,10 @@ class GraphStandIn:
         tenant_id: str = "l1fix-lab.onmicrosoft.com",
         domain: str = "l1fix-lab.onmicrosoft.com",
     ) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the Graph stand-in binds loopback only, not {host}")
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port, tls_cert_dir=tls_cert_dir)
         self.tenant_id = tenant_id
         self.tenant_guid = str(uuid.uuid5(uuid.NAMESPACE_DNS, tenant_id))
         self.domain = domain
-        self.tls_cert_dir = Path(tls_cert_dir) if tls_cert_dir is not None else None
-        self.ca_path: Path | None = None
         self.tokens: set[str] = set(tokens)
         self.users: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
@@ -222,19 +218,8 @@ class GraphStandIn:
         self._devices: dict[str, dict[str, Any]] = {}
         self._injected: list[_Injected] = []
         self._clock = 0.0
-        self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._tls_context: ssl.SSLContext | None = None
-        self._connections: set[socket.socket] = set()
 
     # ----------------------------------------------------------------- lifecycle
-
-    @property
-    def origin(self) -> str:
-        scheme = "https" if self.tls_cert_dir else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -246,44 +231,8 @@ class GraphStandIn:
         """The sign-in authority (``graph.authority``)."""
         return self.origin
 
-    def __enter__(self) -> GraphStandIn:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Bind the loopback port and serve in a background thread."""
-        if self._thread is not None:
-            raise RuntimeError("Graph stand-in already started")
-        if self.tls_cert_dir is not None:
-            from l1fix.lab import tls
-
-            certs = tls.ensure_certificates(self.tls_cert_dir, ["localhost"], [self.host])
-            self.ca_path = certs.ca_path
-            self._tls_context = tls.server_context(certs)
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._server = _Server((self.host, self.port), self, family)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="graph-lab", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and drop open connections."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                conn.close()
-        self._server = self._thread = None
+    def _new_server(self, family: socket.AddressFamily) -> _Server:
+        return _Server((self.host, self.port), self, family)
 
     # ----------------------------------------------------------------- data
 
