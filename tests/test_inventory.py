@@ -289,3 +289,15 @@ def test_import_is_light() -> None:
     code = "import sys, l1fix.inventory; print(sorted(m for m in ('yaml', 'keyring') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unchanged_inventory_is_parsed_once_and_a_changed_one_again(tmp_path, mocker):
+    import yaml
+
+    path = tmp_path / "inventory.yml"
+    path.write_text("hosts:\n  PC001: {address: 127.0.0.1}\n")
+    parse = mocker.spy(yaml, "load")
+    first = load_inventory(path)
+    assert load_inventory(path) is first and parse.call_count == 1
+    path.write_text("hosts:\n  PC001: {address: 127.0.0.2}\n  PC002: {address: 127.0.0.3}\n")
+    assert load_inventory(path).resolve("PC002").address == "127.0.0.3" and parse.call_count == 2

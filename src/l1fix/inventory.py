@@ -118,15 +118,34 @@ class Inventory:
         raise BadInput(f"unknown group {name!r} (groups: {known})", hint=hint)
 
 
+_loaded: dict[Path, tuple[tuple[int, int], Inventory]] = {}
+
+
 def load_inventory(path: Path) -> Inventory:
-    """Read the YAML inventory; a missing file is an empty inventory."""
+    """Read the YAML inventory; a missing file is an empty inventory.
+
+    Kept while the file is unchanged (same mtime and size): a fleet run resolves every
+    target against it, and parsing a 200-host file per run made the work grow as N².
+    """
     path = Path(path)
     try:
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+        cached = _loaded.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Inventory(hosts={}, groups={}, path=path)
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read inventory {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    inventory = _read(text, path)
+    _loaded[path] = (version, inventory)
+    return inventory
+
+
+def _read(text: str, path: Path) -> Inventory:
+    """Parse the inventory text; YAML errors name the file and line."""
 
     import yaml
 
