@@ -21,6 +21,9 @@ ENTRY_POINT_GROUP = "l1fix.actions"
 BUILTIN_MODULES = (
     "l1fix.actions.spooler",
     "l1fix.actions.service",
+    "l1fix.actions.dns_flush",
+    "l1fix.actions.gpupdate",
+    "l1fix.actions.temp_clean",
     "l1fix.actions.ad_status",
     "l1fix.actions.ad_password_reset",
     "l1fix.actions.ad_unlock",

@@ -15,6 +15,13 @@ against the simulated host's state.
   there (one Paused, one Deleting).
 - PC042: Print Spooler Running with 3 stuck jobs: one in Error, two queued behind it for
   over an hour.
+- PC011: a DNS client cache of 6 entries, plus one name from the hosts file.
+- PC012: DNS Client (Dnscache) Stopped, its cache unreadable: dns-flush fails verify.
+- PC016: jdupont (CORP\\jdupont) logged on; its policy refresh is an hour old.
+- PC017: gpupdate exits with code 1 (a policy cannot be read): the refresh time does not move.
+- PC019: old temporary files in jdupont's and amartin's Temp and in C:\\Windows\\Temp (one of them
+  in use), a fresh one, and a junction in jdupont's Temp to his Documents, which must not be followed.
+- PC023: its only old temporary files are in use: temp-clean frees nothing and fails verify.
 
 No faults by default; the lab CLI adds some (unreachable, access-denied, slow).
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -76,6 +84,35 @@ class PrintJob:
 
 
 @dataclass
+class Session:
+    """A user logged on interactively (console or RDP): explorer.exe runs as them."""
+
+    login: str  # DOMAIN\\user
+    sid: str
+    session_id: int = 1
+
+
+@dataclass
+class UserProfile:
+    """A Win32_UserProfile: the account and its folder (C:\\Users\\<name>)."""
+
+    login: str  # DOMAIN\\user, as the SID translates
+    sid: str
+    local_path: str
+    special: bool = False  # system profiles (LocalSystem, services) are left out
+
+
+@dataclass
+class TempFile:
+    """A file on the simulated disk, by full path."""
+
+    path: str
+    size: int
+    age_days: float  # since its last write
+    locked: bool = False  # opened by a running program: a delete fails with an IOException
+
+
+@dataclass
 class WindowsHost:
     """One simulated Windows PC: services, print queue, spool folder, and what it received."""
 
@@ -86,6 +123,22 @@ class WindowsHost:
     spool_files: list[str] = field(default_factory=list)  # file names in the spool folder
     received: list[dict[str, Any]] = field(default_factory=list)  # every payload, as decoded
     scripts_run: list[str] = field(default_factory=list)  # which l1fix script each command carried
+    # DNS Client: the names in its cache (hosts file names included, as Windows preloads them),
+    # the names in the hosts file, and the names the PC looks up again right after a flush.
+    dns_cache: list[str] = field(default_factory=list)
+    hosts_file: list[str] = field(default_factory=list)
+    dns_relookups: list[str] = field(default_factory=list)
+    # Group Policy: last refresh end time by scope ("Machine" or a user's SID), the users with
+    # an interactive session, and the exit code gpupdate.exe gives.
+    gp_last_refresh: dict[str, datetime] = field(default_factory=dict)
+    sessions: list[Session] = field(default_factory=list)
+    gpupdate_exit_code: int = 0
+    # Disk: user profiles, files (temporary ones and others), directory junctions / symbolic
+    # links (by path), and free space on the system drive C:.
+    profiles: list[UserProfile] = field(default_factory=list)
+    files: list[TempFile] = field(default_factory=list)
+    reparse_points: list[str] = field(default_factory=list)
+    free_bytes: int = 80 * 1024**3
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_service(self, service: Service) -> None:
@@ -174,7 +227,8 @@ class LabSimulator:
                 code, errors = 1, _error_record(str(exc) + LAB_TAG)
         _tag(data, machine.name)
         stdout = json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\r\n"
-        progress = PROGRESS_RECORD if name == "spooler" else ""  # Get-CimInstance loads CimCmdlets
+        # Get-CimInstance loads CimCmdlets, Get-DnsClientCache the DnsClient module: a progress record.
+        progress = PROGRESS_RECORD if name in ("spooler", "dns_flush", "gpupdate", "temp_clean") else ""
         stderr = CLIXML_HEADER + CLIXML_OBJS + progress + errors + "</Objs>" if progress or errors else ""
         return CommandOutcome(stdout.encode("utf-8"), stderr.encode("utf-8"), code, QUERY_S + clock.seconds)
 
@@ -251,13 +305,26 @@ def healthy_host(name: str) -> WindowsHost:
     host = WindowsHost(name)
     for service in standard_services():
         host.add_service(service)
+    host.gp_last_refresh["Machine"] = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=45)
     return host
 
 
 def default_fleet(count: int = 50) -> dict[str, WindowsHost]:
     """PC001…PC{count}: simulated PCs, healthy but for the problems in the module docstring."""
     fleet = {f"PC{i:03d}": healthy_host(f"PC{i:03d}") for i in range(1, count + 1)}
-    problems = {"PC007": _pc007, "PC013": _pc013, "PC021": _pc021, "PC030": _pc030, "PC042": _pc042}
+    problems = {
+        "PC007": _pc007,
+        "PC011": _pc011,
+        "PC012": _pc012,
+        "PC013": _pc013,
+        "PC016": _pc016,
+        "PC017": _pc017,
+        "PC019": _pc019,
+        "PC023": _pc023,
+        "PC021": _pc021,
+        "PC030": _pc030,
+        "PC042": _pc042,
+    }
     for name, make_problem in problems.items():
         if name in fleet:
             make_problem(fleet[name])
@@ -291,3 +358,67 @@ def _pc042(host: WindowsHost) -> None:
     host.add_job(PrintJob(12, "Q3 report.xlsx", "jdupont", printer, "Error, Printing", 95))
     host.add_job(PrintJob(13, "Invoice 2291.pdf", "mleroy", printer, "Queued", 80))
     host.add_job(PrintJob(14, "Boarding pass.pdf", "jdupont", printer, "Queued", 62))
+
+
+def _pc011(host: WindowsHost) -> None:
+    host.hosts_file.append("intranet.corp.local")
+    host.dns_cache.extend(
+        ["intranet.corp.local", "mail.corp.com", "glpi.corp.local", "www.bing.com", "login.microsoftonline.com",
+         "fileserver.corp.local", "print01.corp.local"]
+    )  # fmt: skip
+    host.dns_relookups.append("login.microsoftonline.com")  # Outlook asks again within a second
+
+
+def _pc012(host: WindowsHost) -> None:
+    host.services["Dnscache"].state = "Stopped"
+    host.dns_cache.extend(["mail.corp.com", "fileserver.corp.local"])
+
+
+JDUPONT_SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
+
+
+def _pc016(host: WindowsHost) -> None:
+    host.sessions.append(Session("CORP\\jdupont", JDUPONT_SID, 2))
+    host.gp_last_refresh[JDUPONT_SID] = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=60)
+
+
+def _pc017(host: WindowsHost) -> None:
+    host.gpupdate_exit_code = 1
+    host.sessions.append(Session("CORP\\mleroy", "S-1-5-21-3623811015-3361044348-30300820-1022", 1))
+
+
+MB = 1024**2
+
+
+def _pc019(host: WindowsHost) -> None:
+    host.free_bytes = 3 * 1024**3  # 3 GB: the call was "my PC is slow, the disk is full"
+    host.profiles += [
+        UserProfile("CORP\\jdupont", JDUPONT_SID, "C:\\Users\\jdupont"),
+        UserProfile("CORP\\amartin", "S-1-5-21-3623811015-3361044348-30300820-1031", "C:\\Users\\amartin"),
+        UserProfile("NT AUTHORITY\\SYSTEM", "S-1-5-18", "C:\\Windows\\system32\\config\\systemprofile", special=True),
+    ]
+    jd = "C:\\Users\\jdupont\\AppData\\Local\\Temp"
+    am = "C:\\Users\\amartin\\AppData\\Local\\Temp"
+    host.files += [
+        TempFile(jd + "\\setup_2291.exe", 180 * MB, 12),
+        TempFile(jd + "\\Outlook Logging\\OUTLOOK.etl", 40 * MB, 3),
+        TempFile(jd + "\\~DF1A2B.tmp", 2 * MB, 2, locked=True),
+        TempFile(jd + "\\fresh.tmp", 5 * MB, 0.2),
+        TempFile(am + "\\chrome_installer.log", 1 * MB, 30),
+        TempFile("C:\\Windows\\Temp\\MpCmdRun.log", 3 * MB, 9),
+        TempFile("C:\\Users\\jdupont\\Documents\\Thesis.docx", 4 * MB, 200),  # behind the junction
+        TempFile("C:\\Windows\\System32\\ntoskrnl.exe", 11 * MB, 400),  # not in a Temp folder
+    ]
+    host.reparse_points.append(jd + "\\Documents link")
+    host.files.append(TempFile(jd + "\\Documents link\\Thesis.docx", 4 * MB, 200))  # what the junction shows
+
+
+def _pc023(host: WindowsHost) -> None:
+    host.profiles.append(
+        UserProfile("CORP\\mleroy", "S-1-5-21-3623811015-3361044348-30300820-1022", "C:\\Users\\mleroy")
+    )
+    temp = "C:\\Users\\mleroy\\AppData\\Local\\Temp"
+    host.files += [
+        TempFile(temp + "\\Teams.tmp", 20 * MB, 5, locked=True),
+        TempFile(temp + "\\x.lock", 1024, 4, locked=True),
+    ]
