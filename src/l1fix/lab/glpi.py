@@ -30,12 +30,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from l1fix.lab.service import LoopbackService
+from l1fix.lab.service import LoopbackHandler, LoopbackService
 
 log = logging.getLogger(__name__)
 
@@ -1629,33 +1629,10 @@ class _Server(ThreadingHTTPServer):
         log.debug("GLPI stand-in connection from %s failed", client_address, exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_version = "Apache"  # what a GLPI behind Apache shows; the banner says what this really is
-    sys_version = ""
     timeout = IDLE_TIMEOUT_S
     server: _Server
-
-    def setup(self) -> None:
-        # Headers and body leave in two writes: without this, Nagle + delayed ACK cost ~40 ms a request.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        context = self.server.lab._tls_context
-        if context is not None:
-            self.request.settimeout(10)
-            self.request = context.wrap_socket(self.request, server_side=True)
-        super().setup()
-        with self.server.lab._lock:
-            self.server.lab._connections.add(self.request)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.lab._lock:
-                self.server.lab._connections.discard(self.request)
-
-    def version_string(self) -> str:
-        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line may carry ?user_token=…&password=…: log the path only.

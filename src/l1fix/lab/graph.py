@@ -23,7 +23,6 @@ headers with lower-case names, body of every request).
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -36,12 +35,12 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
-from l1fix.lab.service import LoopbackService
+from l1fix.lab.service import LoopbackHandler, LoopbackService
 
 log = logging.getLogger(__name__)
 
@@ -941,34 +940,10 @@ class _Server(ThreadingHTTPServer):
         log.debug("Graph stand-in connection from %s failed", client_address, exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_version = "Microsoft-IIS/10.0"
-    sys_version = ""
     timeout = 30
     server: _Server
-
-    def setup(self) -> None:
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        context = self.server.lab._tls_context
-        if context is not None:
-            self.request.settimeout(10)
-            self.request = context.wrap_socket(self.request, server_side=True)
-        super().setup()
-        with self.server.lab._lock:
-            self.server.lab._connections.add(self.request)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.lab._lock:
-                self.server.lab._connections.discard(self.request)
-            with contextlib.suppress(OSError):
-                self.request.close()  # the TLS wrapper: the server only closes the socket it accepted
-
-    def version_string(self) -> str:
-        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("graph-lab %s: " + format, self.client_address[0], *args)
