@@ -145,13 +145,13 @@ def _check(playbook: Playbook, config: Config, names: list[str], *, as_json: boo
     """--check: the playbook is valid (it was loaded); resolve each target as its first step would."""
     from l1fix.action import get_action
     from l1fix.errors import EXIT_BAD_INPUT, L1fixError
-    from l1fix.runner import _resolve
+    from l1fix.runner import resolve_target
 
     first = get_action(playbook.steps[0].action)
     resolved, problems = [], []
     for name in dict.fromkeys(names):
         try:
-            found = _resolve(config, name, first)
+            found = resolve_target(config, name, first)
         except L1fixError as exc:
             problems.append({"name": name, "error": exc.one_line()})
             continue

@@ -67,7 +67,7 @@ def execute(
         action_cls = get_action(action_name)
         params = action_cls.validate_params(dict(raw_params or {}))
         result.params = redact_data(params)  # type: ignore[assignment]
-        target = _resolve(config, target_name, action_cls)
+        target = resolve_target(config, target_name, action_cls)
         result.target = target.name
         opener = shared_connection or connect
         ctx = RunContext(target=target, params=params, connect=lambda: opener(target, config), config=config)
@@ -109,7 +109,7 @@ def execute_journaled(
     return execute(action_name, target_name, raw_params, config=config, observers=observers, **options)
 
 
-def _resolve(config: Config, name: str, action_cls: type[Action]) -> Target:
+def resolve_target(config: Config, name: str, action_cls: type[Action]) -> Target:
     account_kinds = sorted(action_cls.target_kinds & ACCOUNT_KINDS.keys())
     if account_kinds:
         if not name or len(name) > 256 or any(ord(c) < 32 for c in name):
