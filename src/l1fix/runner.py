@@ -110,6 +110,7 @@ def execute_journaled(
 
 
 def resolve_target(config: Config, name: str, action_cls: type[Action]) -> Target:
+    """The target an action runs on: an account for account kinds, else a computer (inventory, GLPI, DNS)."""
     account_kinds = sorted(action_cls.target_kinds & ACCOUNT_KINDS.keys())
     if account_kinds:
         if not name or len(name) > 256 or any(ord(c) < 32 for c in name):
