@@ -250,6 +250,18 @@ def test_an_unknown_host_is_refused_with_its_fingerprint_then_trusted_when_asked
     assert (home / "known_hosts").read_text() == lab.sshd.known_hosts_line() + "\n"  # recorded once
 
 
+def test_trust_new_host_on_the_command_line_records_an_unknown_host_once(lab: Lab, home: Path) -> None:
+    lab.cupsd.reset()
+    write_home(home, lab.sshd, known=False)
+    code, out, _ = cli(home, "spooler-restart", HOST)
+    assert (code, out["error"]["kind"]) == (3, "host-key")
+    proc = run_cli("--trust-new-host", "spooler-restart", HOST, "--json", home=home)
+    assert proc.code == 0, proc.stderr
+    assert (home / "known_hosts").read_text() == lab.sshd.known_hosts_line() + "\n"
+    code, out, _ = cli(home, "spooler-restart", HOST)  # without the flag: now known
+    assert code == 0
+
+
 @pytest.mark.parametrize("trust_new_host", [False, True])
 def test_a_changed_host_key_is_always_refused(lab: Lab, home: Path, trust_new_host: bool) -> None:
     write_home(home, lab.sshd, known=False, ssh={"trust_new_host": trust_new_host})

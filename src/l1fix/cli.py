@@ -38,6 +38,7 @@ class Options:
     debug = False
     config_path: Path | None = None
     profile: str | None = None
+    trust_new_host = False
 
 
 @app.callback()
@@ -45,14 +46,23 @@ def _global(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="config.toml to use.")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Profile in config.toml.")] = None,
+    trust_new_host: Annotated[
+        bool, typer.Option("--trust-new-host", help="SSH: record the key of a host seen for the first time.")
+    ] = False,
 ) -> None:
     Options.debug, Options.config_path, Options.profile = debug, config, profile
+    Options.trust_new_host = trust_new_host
 
 
 def _config():
+    from dataclasses import replace
+
     from l1fix.config import load_config
 
-    return load_config(Options.config_path, Options.profile)
+    config = load_config(Options.config_path, Options.profile)
+    if Options.trust_new_host:  # a changed host key stays refused: only unknown ones are recorded
+        config = replace(config, ssh=replace(config.ssh, trust_new_host=True))
+    return config
 
 
 def fail(exc: L1fixError) -> typer.Exit:
