@@ -83,3 +83,15 @@ def read_back(password: str) -> str:
     """The whole password spelled group by group: `capital Kilo, small x-ray, seven, small mike / dash / …`."""
     parts = [", ".join(spell(c) for c in group) for group in groups(password)]
     return f" / {spell(SEPARATOR)} / ".join(parts)
+
+
+def refuse_no_must_change(target: str, *, must_change: bool, allowed: bool, setting: str) -> None:
+    """Refused unless the profile allows leaving a password the technician knows valid (`setting`)."""
+    from l1fix.errors import Refused
+
+    if not must_change and not allowed:
+        raise Refused(
+            "--no-must-change would leave a password the technician knows valid; this profile does not allow it",
+            target=target,
+            hint=f"keep must-change (the default), or set {setting} = true in config.toml",
+        )

@@ -16,7 +16,6 @@ from typing import Any
 from l1fix import passwords
 from l1fix.action import Action, Observation, Param, Risk, RunContext
 from l1fix.actions.ad_status import AD_USER, directory, find_account, refuse_protected
-from l1fix.errors import Refused
 from l1fix.secrets import Secret
 
 MUST_CHANGE = "must-change"
@@ -33,12 +32,12 @@ class AdPasswordReset(Action):
     )
 
     def check(self, ctx: RunContext) -> Observation:
-        if not ctx.params[MUST_CHANGE] and not ctx.config.ldap.allow_no_must_change:
-            raise Refused(
-                "--no-must-change would leave a password the technician knows valid; this profile does not allow it",
-                target=ctx.target.name,
-                hint="keep must-change (the default), or set ldap.allow_no_must_change = true in config.toml",
-            )
+        passwords.refuse_no_must_change(
+            ctx.target.name,
+            must_change=ctx.params[MUST_CHANGE],
+            allowed=ctx.config.ldap.allow_no_must_change,
+            setting="ldap.allow_no_must_change",
+        )
         account = find_account(ctx)
         refuse_protected(ctx, account, "reset the password of")
         extra = "" if account.enabled else " (the account is DISABLED: see ad-enable)"

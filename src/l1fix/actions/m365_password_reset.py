@@ -17,7 +17,7 @@ from typing import Any
 from l1fix import passwords
 from l1fix.action import Action, Observation, Param, Risk, RunContext
 from l1fix.actions.m365_status import M365_USER, find_user, graph, refuse_privileged, refuse_synced
-from l1fix.errors import PasswordRejected, Refused
+from l1fix.errors import PasswordRejected
 from l1fix.secrets import Secret
 
 MUST_CHANGE = "must-change"
@@ -57,12 +57,12 @@ class M365PasswordReset(Action):
     )
 
     def check(self, ctx: RunContext) -> Observation:
-        if not ctx.params[MUST_CHANGE] and not ctx.config.graph.allow_no_must_change:
-            raise Refused(
-                "--no-must-change would leave a password the technician knows valid; this profile does not allow it",
-                target=ctx.target.name,
-                hint="keep must-change (the default), or set graph.allow_no_must_change = true in config.toml",
-            )
+        passwords.refuse_no_must_change(
+            ctx.target.name,
+            must_change=ctx.params[MUST_CHANGE],
+            allowed=ctx.config.graph.allow_no_must_change,
+            setting="graph.allow_no_must_change",
+        )
         supplied: Secret | None = ctx.params.get("password")
         if supplied:
             problems = entra_password_problems(supplied.reveal())
