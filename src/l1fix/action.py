@@ -18,21 +18,7 @@ if TYPE_CHECKING:
     from l1fix.targets.base import Connection, ScriptConnection, Target
 
 ENTRY_POINT_GROUP = "l1fix.actions"
-BUILTIN_MODULES = (
-    "l1fix.actions.spooler",
-    "l1fix.actions.service",
-    "l1fix.actions.dns_flush",
-    "l1fix.actions.gpupdate",
-    "l1fix.actions.temp_clean",
-    "l1fix.actions.ad_status",
-    "l1fix.actions.ad_password_reset",
-    "l1fix.actions.ad_unlock",
-    "l1fix.actions.ad_enable",
-    "l1fix.actions.m365_status",
-    "l1fix.actions.m365_password_reset",
-    "l1fix.actions.m365_revoke",
-    "l1fix.actions.m365_enable",
-)
+ACTIONS_PACKAGE = "l1fix.actions"
 
 _REQUIRED = object()
 
@@ -205,11 +191,23 @@ def _is_action(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Action) and "name" in vars(obj)
 
 
+def builtin_modules() -> list[str]:
+    """The modules of l1fix.actions, one per fix (names starting with `_` are helpers)."""
+    import pkgutil
+
+    package = importlib.import_module(ACTIONS_PACKAGE)
+    return sorted(
+        f"{ACTIONS_PACKAGE}.{info.name}"
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    )
+
+
 @cache
 def registry() -> dict[str, type[Action]]:
     """Built-in actions plus those that installed packages declare under `l1fix.actions`."""
     found: dict[str, type[Action]] = {}
-    for module_name in BUILTIN_MODULES:
+    for module_name in builtin_modules():
         for cls in _actions_in(module_name):
             found[cls.name] = cls
     for ep in entry_points(group=ENTRY_POINT_GROUP):

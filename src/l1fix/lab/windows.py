@@ -23,6 +23,9 @@ against the simulated host's state.
   in use), a fresh one, and a junction in jdupont's Temp to his Documents, which must not be followed.
 - PC023: its only old temporary files are in use: temp-clean frees nothing and fails verify.
 
+More problem hosts come from the simulations beside this module, each listed in its docstring:
+`outlook` (PC024–PC029), `printers` (PC031–PC035), `diagnostics` (PC036–PC041), `power` (PC043–PC047).
+
 No faults by default; the lab CLI adds some (unreachable, access-denied, slow).
 """
 
@@ -35,6 +38,10 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+from l1fix.lab import diagnostics as diagnostics_sim
+from l1fix.lab import outlook as outlook_sim
+from l1fix.lab import power as power_sim
+from l1fix.lab import printers as printers_sim
 from l1fix.lab import scripts
 from l1fix.lab.wsman import CommandOutcome
 from l1fix.targets import powershell
@@ -50,6 +57,9 @@ PROGRESS_RECORD = (
     "first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD></PR>"
     "</MS></Obj>"
 )
+# The simulations beside this module: each brings twins of its scripts and problem hosts.
+SIMULATIONS = (outlook_sim, printers_sim, diagnostics_sim, power_sim)
+TWINS: dict[str, scripts.Twin] = {**scripts.TWINS, **{k: v for m in SIMULATIONS for k, v in m.TWINS.items()}}
 # Simulated run time of a script (seconds), plus what its service changes take (scripts.Clock).
 QUERY_S = 0.05
 
@@ -139,6 +149,11 @@ class WindowsHost:
     files: list[TempFile] = field(default_factory=list)
     reparse_points: list[str] = field(default_factory=list)
     free_bytes: int = 80 * 1024**3
+    # State owned by the simulations beside this module (one field each).
+    outlook: outlook_sim.OutlookState = field(default_factory=outlook_sim.OutlookState)
+    printers: printers_sim.PrinterState = field(default_factory=printers_sim.PrinterState)
+    diagnostics: diagnostics_sim.DiagnosticsState = field(default_factory=diagnostics_sim.DiagnosticsState)
+    power: power_sim.PowerState = field(default_factory=power_sim.PowerState)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_service(self, service: Service) -> None:
@@ -214,21 +229,21 @@ class LabSimulator:
                 return _failure(
                     "lab: this script is not one of l1fix's scripts; the lab only simulates l1fix's own scripts"
                 )
-            if name not in scripts.TWINS:
+            if name not in TWINS:
                 return _failure(f"lab: the lab has no simulation of l1fix's {name}.ps1 yet")
             machine.scripts_run.append(name)
             clock = scripts.Clock()
             try:
                 request = payload if isinstance(payload, dict) else {}  # like ConvertFrom-Json: no steps
-                data = scripts.TWINS[name](machine, request, clock)
+                data = TWINS[name](machine, request, clock)
                 code, errors = 0, ""
             except scripts.ScriptError as exc:
                 data = {"error": str(exc)}
                 code, errors = 1, _error_record(str(exc) + LAB_TAG)
         _tag(data, machine.name)
         stdout = json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\r\n"
-        # Get-CimInstance loads CimCmdlets, Get-DnsClientCache the DnsClient module: a progress record.
-        progress = PROGRESS_RECORD if name in ("spooler", "dns_flush", "gpupdate", "temp_clean") else ""
+        # Loading a module (CimCmdlets, DnsClient…) writes a progress record; service.ps1 loads none.
+        progress = "" if name == "service" else PROGRESS_RECORD
         stderr = CLIXML_HEADER + CLIXML_OBJS + progress + errors + "</Objs>" if progress or errors else ""
         return CommandOutcome(stdout.encode("utf-8"), stderr.encode("utf-8"), code, QUERY_S + clock.seconds)
 
@@ -325,6 +340,8 @@ def default_fleet(count: int = 50) -> dict[str, WindowsHost]:
         "PC030": _pc030,
         "PC042": _pc042,
     }
+    for simulation in SIMULATIONS:
+        problems.update(simulation.PROBLEMS)
     for name, make_problem in problems.items():
         if name in fleet:
             make_problem(fleet[name])

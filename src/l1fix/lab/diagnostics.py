@@ -1,0 +1,26 @@
+"""What `diagnose` reads (lab only): SIMULATED Windows state, NOT a real computer.
+
+Python twin of l1fix's `diagnose.ps1`, run by `l1fix.lab.windows.LabSimulator` (see the
+`l1fix.lab.scripts` docstring for the rules every twin follows). Problem hosts: PC036–PC041.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from l1fix.lab.scripts import Twin
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from l1fix.lab.windows import WindowsHost
+
+
+@dataclass
+class DiagnosticsState:
+    """A PC's health readings: (to be built)"""
+
+
+TWINS: dict[str, Twin] = {}
+PROBLEMS: dict[str, Callable[[WindowsHost], None]] = {}

@@ -1,0 +1,26 @@
+"""Outlook profiles and data files (lab only): SIMULATED Windows state, NOT a real computer.
+
+Python twin of l1fix's `outlook_reset.ps1`, run by `l1fix.lab.windows.LabSimulator` (see the
+`l1fix.lab.scripts` docstring for the rules every twin follows). Problem hosts: PC024–PC029.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from l1fix.lab.scripts import Twin
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from l1fix.lab.windows import WindowsHost
+
+
+@dataclass
+class OutlookState:
+    """A PC's Outlook state: (to be built)"""
+
+
+TWINS: dict[str, Twin] = {}
+PROBLEMS: dict[str, Callable[[WindowsHost], None]] = {}
