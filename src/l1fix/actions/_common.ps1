@@ -199,3 +199,127 @@ function Start-Dependents {
     }
     return $outcome
 }
+
+# --------------------------------------------------------------------------- native commands
+
+function ConvertTo-NativeArgument {
+    # One argument for a Windows command line, quoted by the rules CommandLineToArgvW and the C
+    # runtime read it back with: Windows PowerShell 5.1 does not escape embedded quotes itself.
+    param([string]$Value)
+    if ($Value -ne '' -and $Value -notmatch '[\s"]') {
+        return $Value
+    }
+    $escaped = $Value -replace '(\\*)"', '$1$1\"'
+    $escaped = $escaped -replace '(\\+)$', '$1$1'
+    return '"' + $escaped + '"'
+}
+
+function Invoke-Native {
+    # Run a program with each argument as data (never through a shell); [ordered]@{ exit_code;
+    # output } with stdout and stderr joined. Stdin is closed: nothing can wait for an answer.
+    param([string]$FilePath, [string[]]$Arguments)
+    $info = New-Object System.Diagnostics.ProcessStartInfo
+    $info.FileName = $FilePath
+    $info.Arguments = (@($Arguments | ForEach-Object { ConvertTo-NativeArgument -Value $_ }) -join ' ')
+    $info.UseShellExecute = $false
+    $info.CreateNoWindow = $true
+    $info.RedirectStandardInput = $true
+    $info.RedirectStandardOutput = $true
+    $info.RedirectStandardError = $true
+    $process = [System.Diagnostics.Process]::Start($info)
+    $process.StandardInput.Close()
+    $stdout = $process.StandardOutput.ReadToEndAsync()
+    $stderr = $process.StandardError.ReadToEndAsync()
+    $process.WaitForExit()
+    $text = (([string]$stdout.Result) + ([string]$stderr.Result)) -replace '\s+', ' '
+    return [ordered]@{ exit_code = $process.ExitCode; output = $text.Trim() }
+}
+
+# --------------------------------------------------------------------------- logged-on users
+
+# One-shot tasks run as a logged-on user live in this Task Scheduler folder.
+$L1fixTaskPath = '\l1fix\'
+# Task Scheduler results that mean "not finished yet": SCHED_S_TASK_RUNNING, SCHED_S_TASK_HAS_NOT_RUN.
+$L1fixTaskNotDone = @(267009, 267011)
+
+function Get-LoggedOnUsers {
+    # Users with an interactive session (console or RDP): the owners of explorer.exe.
+    $users = [ordered]@{}
+    foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'")) {
+        $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwner
+        if ($owner.ReturnValue -eq 0) {
+            $login = "$($owner.Domain)\$($owner.User)"
+            if (-not $users.Contains($login)) {
+                $users[$login] = [ordered]@{ login = $login; session_id = [int]$process.SessionId }
+            }
+        }
+    }
+    return @($users.Values)
+}
+
+function Find-Session {
+    # The session of a logged-on user, by DOMAIN\user or by user name alone; an error otherwise.
+    # -Why ends the error sentence: why the fix needs the user's session, and what else to do.
+    param([string]$Login, [object[]]$Sessions, [string]$Why)
+    if ($Login.Contains('\')) {
+        $found = @($Sessions | Where-Object { $_.login -eq $Login })
+    }
+    else {
+        $found = @($Sessions | Where-Object { ($_.login -split '\\', 2)[1] -eq $Login })
+    }
+    $names = @($Sessions | ForEach-Object { $_.login })
+    $list = 'nobody'
+    if ($names.Count -gt 0) {
+        $list = $names -join ', '
+    }
+    if ($found.Count -eq 0) {
+        throw "User '$Login' is not logged on to this computer (logged on: $list): $Why"
+    }
+    if ($found.Count -gt 1) {
+        throw "User '$Login' matches several logged-on users ($list): give it as DOMAIN\user."
+    }
+    return $found[0]
+}
+
+function Get-UserSid {
+    # DOMAIN\user -> S-1-5-21-...
+    param([string]$Login)
+    $parts = $Login -split '\\', 2
+    $account = New-Object System.Security.Principal.NTAccount -ArgumentList $parts[0], $parts[1]
+    return $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
+}
+
+function Invoke-AsLoggedOnUser {
+    # Run a program AS a logged-on user, in their session: a one-shot scheduled task (principal =
+    # the user, logon type Interactive, least privilege), removed afterwards. WinRM runs as the
+    # technician: run here directly, the program would act on the technician's profile.
+    # Returns [ordered]@{ task; exit_code (the program's, $null if it did not finish); timed_out }.
+    param([string]$Login, [string]$Prefix, [string]$Execute, [string]$Argument, [int]$TimeoutS)
+    $taskName = "$Prefix-" + [guid]::NewGuid().ToString('N')
+    $outcome = [ordered]@{ task = "$L1fixTaskPath$taskName"; exit_code = $null; timed_out = $false }
+    $action = New-ScheduledTaskAction -Execute $Execute -Argument $Argument
+    $principal = New-ScheduledTaskPrincipal -UserId $Login -LogonType Interactive -RunLevel Limited
+    $taskSettings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit ([TimeSpan]::FromSeconds($TimeoutS + 30))
+    Register-ScheduledTask -TaskName $taskName -TaskPath $L1fixTaskPath -Action $action -Principal $principal -Settings $taskSettings | Out-Null
+    try {
+        Start-ScheduledTask -TaskName $taskName -TaskPath $L1fixTaskPath
+        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutS + 15)
+        do {
+            Start-Sleep -Seconds 1
+            $task = Get-ScheduledTask -TaskName $taskName -TaskPath $L1fixTaskPath
+            $info = Get-ScheduledTaskInfo -InputObject $task
+            $done = ([string]$task.State -ne 'Running') -and ($L1fixTaskNotDone -notcontains [int64]$info.LastTaskResult)
+        } while (-not $done -and [DateTime]::UtcNow -lt $deadline)
+        if ($done) {
+            $outcome.exit_code = [int64]$info.LastTaskResult  # a uint32 HRESULT may not fit an int
+        }
+        else {
+            Stop-ScheduledTask -TaskName $taskName -TaskPath $L1fixTaskPath -ErrorAction SilentlyContinue
+            $outcome.timed_out = $true
+        }
+    }
+    finally {
+        Unregister-ScheduledTask -TaskName $taskName -TaskPath $L1fixTaskPath -Confirm:$false -ErrorAction SilentlyContinue
+    }
+    return $outcome
+}

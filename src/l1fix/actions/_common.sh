@@ -8,6 +8,7 @@
 # Values from the request are data only: read with awk, never evaluated, never part of a
 # command line except as one quoted argument.
 
+# shellcheck disable=SC2317 # a library: each script calls only the functions it needs
 set -f                      # no pathname expansion: unquoted words stay words
 LC_ALL=C                    # tools answer in one language and with one date format
 PATH=$PATH:/usr/sbin:/sbin  # admin tools (cupsenable...) for a login without sbin in PATH

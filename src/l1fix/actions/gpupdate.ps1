@@ -23,16 +23,15 @@
     scheduler as a principal, never made part of code or of a command line.
 
     From _common.ps1 (sent ahead of this script, which also sets $ErrorActionPreference = 'Stop'):
-    Invoke-L1fixSteps (decodes the input, runs the steps, writes the JSON), Get-Param.
+    Invoke-L1fixSteps (decodes the input, runs the steps, writes the JSON), Get-Param,
+    Get-LoggedOnUsers, Find-Session, Get-UserSid, Invoke-AsLoggedOnUser.
 #>
 param([Parameter(Mandatory = $true)][string]$Request)
 
 $GpStateKey = 'HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Group Policy\State'
 $CoreExtension = '{00000000-0000-0000-0000-000000000000}'
-$TaskPath = '\l1fix\'
 $TimeFormat = "yyyy-MM-dd'T'HH:mm:ss'Z'"
-# Task Scheduler results that mean "not finished yet": SCHED_S_TASK_RUNNING, SCHED_S_TASK_HAS_NOT_RUN.
-$TaskNotDone = @(267009, 267011)
+$SessionNeeded = "a user policy refresh runs in the user's own session. Ask the user to log on, or refresh the computer policy only (without --user)."
 
 function Get-LastRefresh {
     # End time of the last Group Policy refresh of a scope ('Machine' or a user's SID), as UTC
@@ -52,51 +51,6 @@ function Get-LastRefresh {
     return [DateTime]::FromFileTimeUtc($fileTime).ToString($TimeFormat, [Globalization.CultureInfo]::InvariantCulture)
 }
 
-function Get-LoggedOnUsers {
-    # Users with an interactive session (console or RDP): the owners of explorer.exe.
-    $users = [ordered]@{}
-    foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'")) {
-        $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwner
-        if ($owner.ReturnValue -eq 0) {
-            $login = "$($owner.Domain)\$($owner.User)"
-            if (-not $users.Contains($login)) {
-                $users[$login] = [ordered]@{ login = $login; session_id = [int]$process.SessionId }
-            }
-        }
-    }
-    return @($users.Values)
-}
-
-function Find-Session {
-    # The session of a logged-on user, by DOMAIN\user or by user name alone; an error otherwise.
-    param([string]$Login, [object[]]$Sessions)
-    if ($Login.Contains('\')) {
-        $found = @($Sessions | Where-Object { $_.login -eq $Login })
-    }
-    else {
-        $found = @($Sessions | Where-Object { ($_.login -split '\\', 2)[1] -eq $Login })
-    }
-    $names = @($Sessions | ForEach-Object { $_.login })
-    $list = 'nobody'
-    if ($names.Count -gt 0) {
-        $list = $names -join ', '
-    }
-    if ($found.Count -eq 0) {
-        throw "User '$Login' is not logged on to this computer (logged on: $list): a user policy refresh runs in the user's own session. Ask the user to log on, or refresh the computer policy only (without --user)."
-    }
-    if ($found.Count -gt 1) {
-        throw "User '$Login' matches several logged-on users ($list): give it as DOMAIN\user."
-    }
-    return $found[0]
-}
-
-function Get-UserSid {
-    param([string]$Login)
-    $parts = $Login -split '\\', 2
-    $account = New-Object System.Security.Principal.NTAccount -ArgumentList $parts[0], $parts[1]
-    return $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
-}
-
 function Get-GpState {
     param($Settings)
     $sessions = @(Get-LoggedOnUsers)
@@ -110,7 +64,7 @@ function Get-GpState {
         user_last_refresh     = $null
     }
     if ($Settings.User -ne '') {
-        $session = Find-Session -Login $Settings.User -Sessions $sessions
+        $session = Find-Session -Login $Settings.User -Sessions $sessions -Why $SessionNeeded
         $state.scope = 'computer and user'
         $state.user = $session.login
         $state.session_id = $session.session_id
@@ -169,33 +123,7 @@ function Invoke-GpUpdateExe {
 function Invoke-UserGpUpdate {
     # gpupdate /target:user AS the user, in their session, through a one-shot scheduled task.
     param([string]$Login, [int]$TimeoutS)
-    $taskName = 'gpupdate-' + [guid]::NewGuid().ToString('N')
-    $outcome = [ordered]@{ task = "$TaskPath$taskName"; exit_code = $null; timed_out = $false }
-    $action = New-ScheduledTaskAction -Execute (Join-Path $env:SystemRoot 'System32\gpupdate.exe') -Argument "/target:user /force /wait:$TimeoutS"
-    $principal = New-ScheduledTaskPrincipal -UserId $Login -LogonType Interactive -RunLevel Limited
-    $taskSettings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit ([TimeSpan]::FromSeconds($TimeoutS + 30))
-    Register-ScheduledTask -TaskName $taskName -TaskPath $TaskPath -Action $action -Principal $principal -Settings $taskSettings | Out-Null
-    try {
-        Start-ScheduledTask -TaskName $taskName -TaskPath $TaskPath
-        $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutS + 15)
-        do {
-            Start-Sleep -Seconds 1
-            $task = Get-ScheduledTask -TaskName $taskName -TaskPath $TaskPath
-            $info = Get-ScheduledTaskInfo -InputObject $task
-            $done = ([string]$task.State -ne 'Running') -and ($TaskNotDone -notcontains [int64]$info.LastTaskResult)
-        } while (-not $done -and [DateTime]::UtcNow -lt $deadline)
-        if ($done) {
-            $outcome.exit_code = [int64]$info.LastTaskResult  # a uint32 HRESULT may not fit an int
-        }
-        else {
-            Stop-ScheduledTask -TaskName $taskName -TaskPath $TaskPath -ErrorAction SilentlyContinue
-            $outcome.timed_out = $true
-        }
-    }
-    finally {
-        Unregister-ScheduledTask -TaskName $taskName -TaskPath $TaskPath -Confirm:$false -ErrorAction SilentlyContinue
-    }
-    return $outcome
+    return Invoke-AsLoggedOnUser -Login $Login -Prefix 'gpupdate' -TimeoutS $TimeoutS -Execute (Join-Path $env:SystemRoot 'System32\gpupdate.exe') -Argument "/target:user /force /wait:$TimeoutS"
 }
 
 function Format-Outcome {

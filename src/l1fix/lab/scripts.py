@@ -526,6 +526,10 @@ def dns_verify(state: dict[str, Any], before: int | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- gpupdate.ps1
 
 GP_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+GP_SESSION_NEEDED = (
+    "a user policy refresh runs in the user's own session. Ask the user to log on, or refresh the computer "
+    "policy only (without --user)."
+)
 DEFAULT_GP_TIMEOUT_S = 120
 
 
@@ -560,8 +564,8 @@ def _gp_time(host: WindowsHost, scope: str) -> str | None:
     return when.strftime(GP_TIME_FORMAT) if when is not None else None
 
 
-def _find_session(host: WindowsHost, login: str) -> Any:
-    """Find-Session: by DOMAIN\\user, or by user name alone; an error when not logged on."""
+def find_session(host: WindowsHost, login: str, why: str) -> Any:
+    """Find-Session: by DOMAIN\\user, or by user name alone; an error (ending with `why`) when not logged on."""
     sessions = host.sessions
     if "\\" in login:
         found = [s for s in sessions if s.login.casefold() == login.casefold()]
@@ -569,11 +573,7 @@ def _find_session(host: WindowsHost, login: str) -> Any:
         found = [s for s in sessions if s.login.partition("\\")[2].casefold() == login.casefold()]
     names = ", ".join(s.login for s in sessions) or "nobody"
     if not found:
-        raise ScriptError(
-            f"User '{login}' is not logged on to this computer (logged on: {names}): a user policy refresh "
-            "runs in the user's own session. Ask the user to log on, or refresh the computer policy only "
-            "(without --user)."
-        )
+        raise ScriptError(f"User '{login}' is not logged on to this computer (logged on: {names}): {why}")
     if len(found) > 1:
         raise ScriptError(f"User '{login}' matches several logged-on users ({names}): give it as DOMAIN\\user.")
     return found[0]
@@ -591,7 +591,7 @@ def gp_state(host: WindowsHost, settings: dict[str, Any]) -> dict[str, Any]:
         "user_last_refresh": None,
     }
     if settings["user"] != "":
-        session = _find_session(host, settings["user"])
+        session = find_session(host, settings["user"], GP_SESSION_NEEDED)
         state["scope"] = "computer and user"
         state["user"] = session.login
         state["session_id"] = session.session_id
