@@ -131,6 +131,9 @@ class Action:
     params: ClassVar[tuple[Param, ...]] = ()
     target_kinds: ClassVar[frozenset[str]] = frozenset({"windows"})
     risk: ClassVar[Risk] = Risk.SAFE
+    # A read-only action (a diagnosis): check is the whole run, never a fix. The runner ends it
+    # `already-ok` when check says ok, else `findings` (exit code 6); fix and verify never run.
+    read_only: ClassVar[bool] = False
 
     def check(self, ctx: RunContext) -> Observation:
         raise NotImplementedError

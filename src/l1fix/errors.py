@@ -9,6 +9,9 @@ EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERNAL = 5
+# A diagnosis that found problems: nothing failed and nothing was changed; its suggestions say
+# which fix to run or what to escalate. Distinct from 1 (a fix ran and the problem remains).
+EXIT_FINDINGS = 6
 
 
 class L1fixError(Exception):

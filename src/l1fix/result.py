@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from l1fix.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, L1fixError
+from l1fix.errors import EXIT_FAILED, EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, L1fixError
 from l1fix.secrets import Secret
 
 _NOT_JSON = ("exception", "revealed")
@@ -18,6 +18,7 @@ class Status(StrEnum):
     FAILED = "failed"
     ERROR = "error"
     SKIPPED = "skipped"
+    FINDINGS = "findings"  # a read-only action (diagnose) found something to fix or escalate
     RUNNING = "running"  # only in the journal, while a run executes
     INTERRUPTED = "interrupted"  # only in the journal: the process died mid-run
 
@@ -66,6 +67,8 @@ class RunResult:
             return EXIT_OK
         if self.status == Status.FAILED:
             return EXIT_FAILED
+        if self.status == Status.FINDINGS:
+            return EXIT_FINDINGS
         return self.error.exit_code if self.error else EXIT_INTERNAL
 
     def to_json(self) -> dict[str, Any]:

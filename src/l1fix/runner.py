@@ -134,6 +134,11 @@ def resolve_target(config: Config, name: str, action_cls: type[Action]) -> Targe
 
 def _run_steps(action: Action, ctx: RunContext, result: RunResult, *, dry_run: bool, confirm: Confirm | None) -> None:
     """check → fix → verify. Dry-run is enforced here, not left to each action."""
+    if action.read_only:  # a diagnosis: the same check-only run, dry or not
+        before = action.check(ctx)
+        _record(result, before, None, None)
+        result.status = Status.ALREADY_OK if before.ok else Status.FINDINGS
+        return
     if dry_run:
         before = action.check(ctx)
         _record(result, before, None, None)

@@ -32,12 +32,16 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "note": "Note",
         "tried": "Déjà tenté par l1fix sur ce ticket (ne pas refaire) :",
         "nothing_tried": "Aucun correctif l1fix n'a été tenté sur ce ticket.",
+        "suggestions": "Suggestions du diagnostic",
+        "suggest_fix": "À lancer",
+        "suggest_escalate": "À escalader au niveau 2",
         "status": {
             "fixed": "corrigé",
             "already-ok": "déjà correct, rien à corriger",
             "failed": "échec, le problème persiste — à escalader au niveau 2",
             "error": "le correctif n'a pas pu s'exécuter",
             "skipped": "non appliqué",
+            "findings": "diagnostic : problèmes trouvés, voir les suggestions",
         },
     },
     "en": {
@@ -54,12 +58,16 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "note": "Note",
         "tried": "Already tried by l1fix on this ticket (no need to redo):",
         "nothing_tried": "No l1fix fix was tried on this ticket.",
+        "suggestions": "Diagnosis suggestions",
+        "suggest_fix": "Run",
+        "suggest_escalate": "Escalate to level 2",
         "status": {
             "fixed": "fixed",
             "already-ok": "already fine, nothing to fix",
             "failed": "failed, the problem remains — escalate to level 2",
             "error": "the fix could not run",
             "skipped": "not applied",
+            "findings": "diagnosis: problems found, see the suggestions",
         },
     },
 }
@@ -106,6 +114,7 @@ def render(result: RunResult, *, language: str = "fr", excerpt_chars: int = EXCE
         items.append(f"<li><strong>{e(t['error'])}</strong> : {e(result.error.message)}</li>")
     if items:
         lines.append("<ul>" + "".join(items) + "</ul>")
+    lines += _suggestions(result, t)
     attachment_name = attachment = None
     output = result.output.strip()
     if output:
@@ -147,6 +156,22 @@ def render_escalation(
         lines.append(f"<p>{e(t['nothing_tried'])}</p>")
     lines.append(f"<p><small>{marker_text}</small></p>")
     return Followup("\n".join(lines), marker_text)
+
+
+def _suggestions(result: RunResult, t: dict[str, Any]) -> list[str]:
+    """A diagnosis's suggestions (before.suggestions, see actions/diagnose.py) as a list, if any."""
+    suggestions = (result.before or {}).get("suggestions") if result.action == "diagnose" else None
+    if not suggestions:
+        return []
+    e = _escape
+    items = []
+    for s in suggestions:
+        if s.get("kind") == "fix":
+            what = f"<code>{e(str(s['command']))}</code> — {e(str(s['reason']))}"
+            items.append(f"<li><strong>{e(t['suggest_fix'])}</strong> : {what}</li>")
+        else:
+            items.append(f"<li><strong>{e(t['suggest_escalate'])}</strong> : {e(str(s['reason']))}</li>")
+    return [f"<p>{e(t['suggestions'])} :</p><ul>{''.join(items)}</ul>"]
 
 
 def _escape(text: str) -> str:
