@@ -358,14 +358,15 @@ def test_a_deleted_queue_is_restored(cups_host: Cupsd) -> None:
     result = run_linux(printer="office", uri="file:///dev/null")
     assert result.status == "fixed", (result.error, result.summary)
     assert result.before["exists"] is False and result.before["server"] == cups_host.server
-    assert result.done["added"] is True and result.done["removed"] is False
+    assert result.done["set"] is True and result.done["existed"] is False
+    assert result.steps["fix"].startswith("Added CUPS queue office with file:///dev/null, without a driver")
     assert result.after == {**result.after, "exists": True, "uri": "file:///dev/null", "enabled": True}
     assert result.steps["check"] == "CUPS queue office does not exist."
     assert result.steps["verify"] == "CUPS queue office (file:///dev/null) is enabled and accepts jobs."
     assert cups_host.queues() == {"office": {"enabled": True, "accepting": True}}
 
 
-def test_a_paused_queue_is_re_added_with_its_own_uri(cups_host: Cupsd) -> None:
+def test_a_paused_queue_is_set_right_in_place_keeping_its_jobs(cups_host: Cupsd) -> None:
     cups_host.add_queue("office", enabled=False, reason="Paper jam")
     cups_host.submit("office", hold=True)
     cups_host.run("cupsreject", "office")
@@ -374,13 +375,12 @@ def test_a_paused_queue_is_re_added_with_its_own_uri(cups_host: Cupsd) -> None:
     assert result.before["enabled"] is False and result.before["accepting"] is False
     assert result.before["pending_jobs"] == 1
     assert result.steps["check"] == "CUPS queue office (file:///dev/null) is disabled, does not accept jobs."
-    assert result.done["removed"] is True and result.done["uri"] == "file:///dev/null"
+    assert result.done["existed"] is True and result.done["uri"] == "file:///dev/null"
     assert result.steps["fix"] == (
-        "Removed and re-added CUPS queue office with file:///dev/null. Its 1 pending job went with the old queue. "
-        "Enabled it and made it accept jobs."
+        "CUPS queue office keeps file:///dev/null, its driver and its jobs. Enabled it and made it accept jobs."
     )
     assert cups_host.queues() == {"office": {"enabled": True, "accepting": True}}
-    assert cups_host.jobs() == []
+    assert len(cups_host.jobs()) == 1  # the held job is still there, for its owner to release or cancel
 
 
 def test_a_healthy_queue_is_already_ok(cups_host: Cupsd) -> None:
@@ -395,15 +395,17 @@ def test_a_new_uri_moves_the_queue(cups_host: Cupsd) -> None:
     result = run_linux(printer="office", uri="file:///dev/null")
     assert result.status == "fixed", result.summary
     assert "prints to socket://127.0.0.1:9, not file:///dev/null" in result.steps["check"]
+    assert "was socket://127.0.0.1:9" in result.steps["fix"]
     assert device_of(cups_host, "office") == "file:///dev/null"
 
 
-def test_a_uri_the_scheduler_refuses_puts_the_old_one_back_and_fails(cups_host: Cupsd) -> None:
+def test_a_uri_the_scheduler_refuses_changes_nothing_and_fails(cups_host: Cupsd) -> None:
     cups_host.add_queue("office")
     result = run_linux(printer="office", uri="nosuchbackend://127.0.0.1/x")
     assert result.status == "failed" and result.exit_code == 1
-    assert result.done["restored"] is True and result.done["error"]
-    assert "put it back with file:///dev/null" in result.steps["fix"]
+    assert result.done["set"] is False and result.done["error"]
+    assert "The scheduler refused nosuchbackend://127.0.0.1/x" in result.steps["fix"]
+    assert "nothing was changed" in result.steps["fix"]
     assert device_of(cups_host, "office") == "file:///dev/null"
 
 

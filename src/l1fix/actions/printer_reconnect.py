@@ -3,7 +3,8 @@
 Windows (WinRM): a print server's queue `\\\\server\\queue`, connected machine-wide (every user
 of the PC, `printui /ga`) or, with --user, for one logged-on user in their own session; or a
 TCP/IP printer (`--printer ADDRESS --driver NAME [--name NAME]`) through its Standard TCP/IP port.
-Linux/macOS (SSH): a CUPS queue (`--printer QUEUE [--uri URI]`), re-added with lpadmin.
+Linux/macOS (SSH): a CUPS queue (`--printer QUEUE [--uri URI]`), set right in place with lpadmin (its driver and
+jobs kept), or added with its URI when it is gone.
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@
 #          its pending jobs (lpstat -o).
 #          ok = it exists, is enabled, accepts jobs, and prints to params.uri when one is given.
 # fix    : the URI: params.uri, else the queue's own. With none (a queue that does not exist
-#          and no uri) nothing is changed: l1fix asks for --uri. Otherwise remove the queue
-#          (lpadmin -x, when it exists; its pending jobs go with it), add it again with that URI
-#          and no driver (lpadmin -p QUEUE -v URI: a raw queue), enable it (cupsenable) and make
-#          it accept jobs (cupsaccept). When the add fails and the queue had another URI, it is
-#          added back with its old one.
+#          and no uri) nothing is changed: l1fix asks for --uri. A queue that exists is set
+#          right in place (lpadmin -p QUEUE -v URI): its driver, options and pending jobs stay,
+#          and a URI the scheduler refuses leaves the old one. A queue that does not exist is
+#          added with that URI and no driver (a raw queue). Then it is enabled (cupsenable) and
+#          made to accept jobs (cupsaccept).
 # verify : as check.
 #
 # Input : L1FIX_REQUEST (base64 of UTF-8 JSON {action, steps, params, before}), set by the
@@ -78,64 +78,36 @@ pr_judge() {
     fi
 }
 
-pr_add() {
-    # URI: add the queue with it, no driver; errors in PR_ERROR.
-    if pr_out=$(lpadmin -p "$PR_QUEUE" -v "$1" 2>&1); then
-        return 0
-    fi
-    PR_ERROR="$PR_ERROR${PR_ERROR:+; }lpadmin -p $PR_QUEUE -v $1: $pr_out"
-    return 1
-}
-
 pr_fix() {
     pr_read
     pr_uri=${PR_WANTED_URI:-$PR_URI}
-    pr_removed=false pr_added=false pr_enabled=false pr_accepting=false pr_restored=false PR_ERROR=''
+    pr_set=false pr_enabled=false pr_accepting=false PR_ERROR=''
     if [ -z "$pr_uri" ]; then
         pr_summary="Nothing changed: CUPS queue $PR_QUEUE does not exist and no device URI was given (--uri)."
-    else
-        if [ "$PR_EXISTS" = true ]; then
-            if pr_out=$(lpadmin -x "$PR_QUEUE" 2>&1); then
-                pr_removed=true
-            else
-                PR_ERROR="lpadmin -x $PR_QUEUE: $pr_out"
-            fi
-        fi
-        if [ -z "$PR_ERROR" ] && pr_add "$pr_uri"; then
-            pr_added=true
-        elif [ "$pr_removed" = true ] && [ "$PR_URI" != "$pr_uri" ] && pr_add "$PR_URI"; then
-            pr_restored=true
-        fi
-        if [ "$pr_added" = true ] || [ "$pr_restored" = true ]; then
-            if cupsenable "$PR_QUEUE"; then pr_enabled=true; fi
-            if cupsaccept "$PR_QUEUE"; then pr_accepting=true; fi
-        fi
-        if [ "$pr_added" = true ] && [ "$pr_removed" = true ]; then
-            pr_summary="Removed and re-added CUPS queue $PR_QUEUE with $pr_uri."
-            if [ "$PR_JOBS" -gt 0 ]; then
-                pr_summary="$pr_summary Its $(l1fix_count "$PR_JOBS" 'pending job') went with the old queue."
-            fi
-        elif [ "$pr_added" = true ]; then
-            pr_summary="Added CUPS queue $PR_QUEUE with $pr_uri."
-        elif [ "$pr_restored" = true ]; then
-            pr_summary="Could not add CUPS queue $PR_QUEUE with $pr_uri ($PR_ERROR); put it back with $PR_URI."
-        elif [ "$pr_removed" = true ]; then
-            pr_summary="Removed CUPS queue $PR_QUEUE but could not add it again ($PR_ERROR); escalate."
+    elif pr_out=$(lpadmin -p "$PR_QUEUE" -v "$pr_uri" 2>&1); then
+        pr_set=true
+        if [ "$PR_EXISTS" != true ]; then
+            pr_summary="Added CUPS queue $PR_QUEUE with $pr_uri, without a driver (a raw queue)."
+        elif [ "$PR_URI" != "$pr_uri" ]; then
+            pr_summary="Set CUPS queue $PR_QUEUE to print to $pr_uri (was $PR_URI); its driver and jobs are kept."
         else
-            pr_summary="Could not re-add CUPS queue $PR_QUEUE: $PR_ERROR."
+            pr_summary="CUPS queue $PR_QUEUE keeps $pr_uri, its driver and its jobs."
         fi
-        if [ "$pr_added" = true ] || [ "$pr_restored" = true ]; then
-            if [ "$pr_enabled" = true ] && [ "$pr_accepting" = true ]; then
-                pr_summary="$pr_summary Enabled it and made it accept jobs."
-            else
-                pr_summary="$pr_summary cupsenable or cupsaccept failed."
-            fi
+        if cupsenable "$PR_QUEUE"; then pr_enabled=true; fi
+        if cupsaccept "$PR_QUEUE"; then pr_accepting=true; fi
+        if [ "$pr_enabled" = true ] && [ "$pr_accepting" = true ]; then
+            pr_summary="$pr_summary Enabled it and made it accept jobs."
+        else
+            pr_summary="$pr_summary cupsenable or cupsaccept failed."
         fi
+    else
+        PR_ERROR="lpadmin -p $PR_QUEUE -v $pr_uri: $pr_out"
+        pr_summary="The scheduler refused $pr_uri for CUPS queue $PR_QUEUE ($pr_out): nothing was changed."
     fi
     L1FIX_OUT="{\"summary\":$(l1fix_json_string "$pr_summary"),\"uri\":$(l1fix_json_string "$pr_uri")"
-    L1FIX_OUT="$L1FIX_OUT,\"removed\":$(pr_bool "$pr_removed"),\"added\":$(pr_bool "$pr_added")"
-    L1FIX_OUT="$L1FIX_OUT,\"restored\":$(pr_bool "$pr_restored"),\"enabled\":$(pr_bool "$pr_enabled")"
-    L1FIX_OUT="$L1FIX_OUT,\"accepting\":$(pr_bool "$pr_accepting"),\"error\":$(l1fix_json_string "$PR_ERROR")}"
+    L1FIX_OUT="$L1FIX_OUT,\"existed\":$(pr_bool "$PR_EXISTS"),\"set\":$(pr_bool "$pr_set")"
+    L1FIX_OUT="$L1FIX_OUT,\"enabled\":$(pr_bool "$pr_enabled"),\"accepting\":$(pr_bool "$pr_accepting")"
+    L1FIX_OUT="$L1FIX_OUT,\"error\":$(l1fix_json_string "$PR_ERROR")}"
 }
 
 l1fix_prepare() {
