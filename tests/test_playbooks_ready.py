@@ -6,6 +6,7 @@ playbooks run against a real Samba AD domain controller on loopback (tests/samba
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ TICKET = 1234
 
 
 def test_every_ready_playbook_is_valid_and_explains_itself():
-    assert {p.stem for p in READY} >= {"printer-stuck", "user-locked-out", "forgot-password-ad"}
+    assert {p.stem for p in READY} >= {"printer-stuck", "printer-missing", "user-locked-out", "forgot-password-ad"}
     for path in READY:
         pb = load_playbook(path)
         assert pb.name == path.stem
@@ -79,6 +80,65 @@ def test_printer_stuck_reuses_one_winrm_shell_for_its_steps_and_restarts_a_depen
     refused = play(lab, "printer-stuck.yml", "-t", "PC001", "--param", "dependent_service=W32Time")
     assert refused.code == 2 and "not on the allow-list" in refused.stdout
     assert "escalate to Support N2" in refused.stderr  # no ticket: the technician is told whom to call
+
+
+# -- printer-missing on the lab ---------------------------------------------------------------
+
+HP_QUEUE = "\\\\print01\\HP-3rd-floor"
+
+
+def test_printer_missing_reconnects_for_every_user_and_leaves_a_connected_pc_alone(lab):
+    out = play(lab, "printer-missing.yml", "-t", "PC031", "-t", "PC001", "--param", f"printer={HP_QUEUE}",
+               "--ticket", str(TICKET), "--json")  # fmt: skip
+    assert out.code == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    targets = {line["target"]: line for line in lines if line["type"] == "target"}
+    assert {name: t["status"] for name, t in targets.items()} == {"PC031": "fixed", "PC001": "already-ok"}
+    assert [s["status"] for s in targets["PC031"]["steps"]] == ["already-ok", "fixed"]
+    paths = [(c.path, c.scope) for c in lab.simulator.hosts["PC031"].printers.connections]
+    assert (HP_QUEUE, "machine") in paths
+    [followup] = [f for f in lab.glpi.items["ITILFollowup"].values() if f["items_id"] == TICKET]
+    content = html.unescape(followup["content"])
+    assert "<td>PC031</td><td>corrigé</td>" in content and "<td>PC001</td><td>déjà OK</td>" in content
+
+
+def test_printer_missing_for_one_user_needs_their_session(lab):
+    out = play(lab, "printer-missing.yml", "-t", "PC031", "--param", f"printer={HP_QUEUE}",
+               "--param", "user=jdupont", "--json")  # fmt: skip
+    assert out.code == 1, out.stderr
+    [target, summary] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [s["status"] for s in target["steps"]] == ["already-ok", "error"]
+    assert "session" in target["steps"][1]["error"]["message"]
+    assert summary["escalation"]["state"] == "no-ticket" and "escalate to Support N2" in out.stderr
+    assert (HP_QUEUE, "machine") not in [(c.path, c.scope) for c in lab.simulator.hosts["PC031"].printers.connections]
+
+
+@pytest.mark.parametrize(
+    ("host", "printer", "says"),
+    [
+        ("PC033", "\\\\print02\\Accounting", "445"),
+        ("PC034", "\\\\print01\\Xerox-4th", "RestrictDriverInstallationToAdministrators"),
+    ],
+)
+def test_printer_missing_escalates_what_l1_cannot_fix_and_removes_nothing(lab, host, printer, says):
+    before = [(c.path, c.scope, c.local_status) for c in lab.simulator.hosts[host].printers.connections]
+    out = play(lab, "printer-missing.yml", "-t", host, "--param", f"printer={printer}",
+               "--ticket", str(TICKET), "--json")  # fmt: skip
+    assert out.code == 1, out.stderr
+    [target, summary] = [json.loads(line) for line in out.stdout.splitlines()]
+    reconnect = target["steps"][1]
+    assert says in (reconnect["summary"] if reconnect["status"] == "failed" else reconnect["error"]["message"])
+    assert summary["escalation"]["state"] == "escalated"
+    after = [(c.path, c.scope, c.local_status) for c in lab.simulator.hosts[host].printers.connections]
+    assert after == before
+
+
+def test_printer_missing_refuses_a_malformed_printer_path_before_sending_it(lab):
+    out = play(lab, "printer-missing.yml", "-t", "PC031", "--param", "printer=print01/HP", "--json")
+    assert out.code == 2
+    [target, _summary] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert target["steps"][1]["error"]["kind"] == "bad-input"
+    assert [r["action"] for r in lab.simulator.hosts["PC031"].received] == ["spooler-restart"]
 
 
 # -- the AD playbooks on a real Samba DC ------------------------------------------------------
