@@ -1,10 +1,11 @@
-"""inventory.py: name syntax, inventory entries, groups and the DNS fallback.
+"""inventory.py: name syntax, inventory entries (and their winrm and ssh tables), groups and the DNS fallback.
 
 DNS is never asked about anything but loopback: lookups are patched, or use localhost.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from l1fix.errors import BadInput, UnknownTarget
 from l1fix.inventory import Inventory, load_inventory, validate_target_name
 from l1fix.targets.base import Target
@@ -36,7 +38,7 @@ hosts:
     os: linux
     connection: ssh
     ssh:
-      user: helpdesk
+      username: helpdesk
   PC044:
 groups:
   floor2: [PC042, PC045]
@@ -136,7 +138,7 @@ def test_resolve_entry_with_overrides(inventory: Inventory, no_dns) -> None:
 def test_resolve_entry_other_connection(inventory: Inventory, no_dns) -> None:
     target = inventory.resolve("LNX01")
     assert (target.name, target.os, target.connection) == ("lnx01", "linux", "ssh")
-    assert target.settings == {"user": "helpdesk"}
+    assert target.settings == {"username": "helpdesk"}
 
 
 def test_entry_without_fields_uses_name_as_address(inventory: Inventory, no_dns) -> None:
@@ -277,6 +279,53 @@ def test_invalid_inventory(tmp_path: Path, text: str, message: str) -> None:
     assert "Clear-Pw-1" not in str(info.value)
 
 
+SSH_HOST = "hosts:\n  lnx01:\n    os: linux\n    connection: ssh\n    ssh: {%s}\n"
+
+
+@pytest.mark.parametrize(
+    ("ssh", "message"),
+    [
+        ("user: helpdesk", "host lnx01 ssh: unknown key 'user' — did you mean 'username'?"),
+        ("keyfile: id_ed25519", "host lnx01 ssh: unknown key 'keyfile' — did you mean 'key_file'?"),
+        ("key: id_ed25519", "host lnx01 ssh: unknown key 'key' — valid keys: username, port, key_file,"),
+        ("port: '22'", "host lnx01 ssh: port = '22' is invalid: expected a whole number"),
+        ("port: 70000", "host lnx01 ssh: port = 70000 is invalid: expected a port number"),
+        ("port: 0", "host lnx01 ssh: port = 0 is invalid: expected a port number"),
+        ("sudo: 'yes'", "host lnx01 ssh: sudo = 'yes' is invalid: expected true or false"),
+        ("known_hosts: 42", "host lnx01 ssh: known_hosts = 42 is invalid: expected a file path"),
+        ("command_timeout_s: 0", "host lnx01 ssh: command_timeout_s must be a number of seconds > 0"),
+        ("key_passphrase: 'env:PASS'", "host lnx01 ssh: key_passphrase is set but key_file is not"),
+        ("password: 'Clear-Pw-1'", "host lnx01 ssh: password: secrets are never stored"),
+        ("key_file: k, key_passphrase: 'Clear-Pw-1'", "host lnx01 ssh: key_passphrase: secrets are never stored"),
+        ("password: 42", "host lnx01 ssh: password: secrets are never stored"),
+    ],
+)
+def test_a_hosts_ssh_table_is_checked_when_the_inventory_loads(tmp_path: Path, ssh: str, message: str) -> None:
+    """One line naming the file, the host and the key; exit code of bad input; a secret never echoed."""
+    path = tmp_path / "inv.yml"
+    path.write_text(SSH_HOST % ssh, encoding="utf-8")
+    with pytest.raises(BadInput) as info:
+        load_inventory(path)
+    line = str(info.value)
+    assert line.startswith(f"{path} ") and message in line and "\n" not in line
+    assert info.value.exit_code == 2
+    assert "Clear-Pw-1" not in line
+
+
+def test_a_valid_ssh_table_reaches_the_connection_settings(tmp_path: Path, monkeypatch) -> None:
+    from l1fix.config import load_config
+
+    path = tmp_path / "inv.yml"
+    table = "username: helpdesk, port: 2222, key_file: keys/id, password: 'env:PW', sudo: false, known_hosts: kh"
+    path.write_text(SSH_HOST % table, encoding="utf-8")
+    target = load_inventory(path).resolve("lnx01")
+    monkeypatch.setenv("L1FIX_HOME", str(tmp_path / "home"))
+    settings = load_config().with_ssh(**target.settings)
+    assert (settings.username, settings.port, settings.password, settings.sudo) == ("helpdesk", 2222, "env:PW", False)
+    assert settings.key_file == tmp_path / "home" / "keys" / "id"
+    assert settings.known_hosts == tmp_path / "home" / "kh"
+
+
 def test_defaults_os_and_connection(tmp_path: Path, mocker) -> None:
     path = tmp_path / "inv.yml"
     path.write_text("defaults: {os: linux, connection: ssh, dns_suffix: .lab.example}\nhosts: {srv1: {}}\n")
@@ -301,3 +350,15 @@ def test_an_unchanged_inventory_is_parsed_once_and_a_changed_one_again(tmp_path,
     assert load_inventory(path) is first and parse.call_count == 1
     path.write_text("hosts:\n  PC001: {address: 127.0.0.2}\n  PC002: {address: 127.0.0.3}\n")
     assert load_inventory(path).resolve("PC002").address == "127.0.0.3" and parse.call_count == 2
+
+
+def test_a_bad_ssh_table_stops_the_cli_with_one_journaled_line(home: Path) -> None:
+    (home / "inventory.yml").write_text(SSH_HOST % "password: 'Clear-Pw-1'", encoding="utf-8")
+    out = run_cli("temp-clean", "lnx01", home=home)
+    lines = out.stderr.strip().splitlines()
+    assert out.code == 2 and len(lines) == 1, out.stderr
+    assert f"{home / 'inventory.yml'} host lnx01 ssh: password: secrets are never stored" in lines[0]
+    last = run_cli("journal", "--json", "--limit", "1", home=home)
+    journaled = json.loads(last.stdout.splitlines()[0])
+    assert journaled["status"] == "error" and journaled["error"]["kind"] == "bad-input"
+    assert "Clear-Pw-1" not in out.stderr + last.stdout

@@ -142,7 +142,7 @@ def test_a_playbook_loads_with_its_defaults():
     )
     assert [s.id for s in pb.steps] == ["spooler_restart", "again"]
     assert [s.on_failure for s in pb.steps] == ["stop", "continue"]
-    assert pb.applies_to == ("windows",)  # what every step's action supports
+    assert pb.applies_to == ("linux", "macos", "windows")  # what every step's action supports
     assert pb.resolve_params({}) == {"service": "Spooler"}
     assert pb.resolve_params({"service": "BITS"}) == {"service": "BITS"}
 

@@ -323,7 +323,7 @@ def build_section(cls: type, data: Mapping[str, Any], *, root: Path, where: str)
     for key, raw in data.items():
         meta = by_name[key].metadata
         if meta.get("credential"):
-            values[key] = _credential_ref(raw, root, where)
+            values[key] = _credential_ref(raw, root, f"{where}: {key}")
             continue
         value = _typed(raw, hints[key], root)
         if value is _INVALID or ("choices" in meta and value not in meta["choices"]):

@@ -217,7 +217,7 @@ def _parse(data: Any, where: str, path: Path) -> Inventory:
 
 
 def _host_entry(entry: Any, where: str) -> dict[str, Any]:
-    from l1fix.config import WinRMSettings, build_winrm, check_keys
+    from l1fix.config import WinRMSettings, build_ssh, build_winrm, check_keys
 
     _mapping(entry, where, "the entry")
     check_keys(entry, _HOST_KEYS, where)
@@ -243,6 +243,8 @@ def _host_entry(entry: Any, where: str) -> dict[str, Any]:
             entry[conn] = dict(_mapping(entry[conn] or {}, where, conn))
     if "winrm" in entry:  # keys, types, and no clear-text password; merged per run by Config.with_winrm
         build_winrm(entry["winrm"], base=WinRMSettings(), root=Path("."), where=f"{where} winrm")
+    if "ssh" in entry:  # the same checks as the profile's [ssh] table; merged per run by Config.with_ssh
+        build_ssh(entry["ssh"], root=Path("."), where=f"{where} ssh")
     return entry
 
 

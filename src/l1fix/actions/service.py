@@ -1,4 +1,4 @@
-"""service-restart: restart one service from the configured allow-list."""
+"""service-restart: restart one service from the configured allow-list (Windows, Linux, macOS)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,62 @@ import re
 from l1fix.action import Observation, Param, RunContext, ScriptAction
 from l1fix.errors import Refused
 
-DEFAULT_ALLOWED_SERVICES = ("Spooler", "wuauserv", "BITS", "Dnscache", "WSearch", "AudioSrv")
+DEFAULT_ALLOWED_SERVICES = (
+    *("Spooler", "wuauserv", "BITS", "Dnscache", "WSearch", "AudioSrv"),
+    *("linux:cups", "macos:org.cups.cupsd"),
+)
+OS_PREFIXES = ("windows", "linux", "macos")
 
 
 def _service_name(value: str) -> None:
-    # Windows service names: up to 256 chars, no slashes; anything else is allowed and
-    # travels as data, never as script text.
+    # Windows service names: up to 256 chars, no slashes; systemd units, init.d scripts and
+    # launchd labels: no slashes either. Anything else travels as data, never as script text;
+    # the Linux/macOS script also refuses a name that could be read as an option (-x).
     if not value or len(value) > 256 or re.search(r"[\\/\x00-\x1f]", value):
-        raise ValueError("not a Windows service name")
+        raise ValueError("not a service name")
+
+
+def allowed_on(os_kind: str, allowed: tuple[str, ...]) -> list[str]:
+    """The allow-list entries that apply to `os_kind`: entries without a prefix, and `<os>:NAME`."""
+    names = []
+    for entry in allowed:
+        prefix, sep, name = entry.partition(":")
+        if sep and prefix in OS_PREFIXES:
+            if prefix == os_kind:
+                names.append(name)
+        else:
+            names.append(entry)
+    return names
+
+
+def is_allowed(name: str, os_kind: str, allowed: tuple[str, ...]) -> bool:
+    """Windows service names are case-insensitive; systemd units, init.d scripts and launchd labels are exact."""
+    names = allowed_on(os_kind, allowed)
+    if os_kind == "windows":
+        return name.casefold() in {n.casefold() for n in names}
+    return name in names
 
 
 class ServiceRestart(ScriptAction):
-    """Restart an allowed service with its dependents; a Disabled service is reported, not enabled."""
+    """Restart an allowed service; a Disabled (Windows) or masked (systemd) service is reported, not enabled.
+
+    The allow-list is `allowed_services` in config.toml. An entry applies to every OS unless it starts
+    with `windows:`, `linux:` or `macos:` (e.g. `linux:cups`, `macos:org.cups.cupsd`). On Windows names
+    match whatever the case; on Linux (systemd unit or init.d script name) and macOS (launchd label of
+    the system domain) they match exactly: `cups` allows `cups`, not `cups.service`.
+    """
 
     name = "service-restart"
-    summary = "Restart an allowed Windows service (and its running dependents), verify it runs"
-    params = (Param("service", "service name (not display name), from the allow-list", validate=_service_name),)
+    summary = "Restart an allowed service (on Windows with its running dependents), verify it runs"
+    params = (
+        Param(
+            "service",
+            "service name from the allow-list: Windows service name (not display name), systemd unit or init.d "
+            "script name, launchd label",
+            validate=_service_name,
+        ),
+    )
+    target_kinds = frozenset({"windows", "linux", "macos"})
     script = "service"
 
     def check(self, ctx: RunContext) -> Observation:
@@ -35,11 +75,14 @@ class ServiceRestart(ScriptAction):
 
     @staticmethod
     def ensure_allowed(ctx: RunContext) -> None:
+        """Refused (before any connection) unless the service is on the allow-list for the target's OS."""
         allowed = ctx.config.allowed_services
         name = ctx.params["service"]
-        if name.lower() not in {s.lower() for s in allowed}:
+        os_kind = ctx.target.os
+        if not is_allowed(name, os_kind, allowed):
+            names = ", ".join(allowed_on(os_kind, allowed)) or "none"
             raise Refused(
                 f"service {name!r} is not on the allow-list",
                 target=ctx.target.name,
-                hint=f"allowed: {', '.join(allowed)} (config: allowed_services)",
+                hint=f"allowed on {os_kind}: {names} (config: allowed_services)",
             )

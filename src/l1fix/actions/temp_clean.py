@@ -1,4 +1,4 @@
-"""temp-clean: delete old temporary files (per-user Temp folders and C:\\Windows\\Temp) on a PC."""
+"""temp-clean: delete old temporary files (Windows: users' Temp, C:\\Windows\\Temp; Linux/macOS: /tmp, /var/tmp)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,22 @@ def _days(value: int) -> None:
 
 
 class TempClean(ScriptAction):
-    """Delete files older than N days from the users' AppData\\Local\\Temp and C:\\Windows\\Temp.
+    """Delete files older than N days: Windows, the users' AppData\\Local\\Temp and C:\\Windows\\Temp;
+    Linux and macOS, /tmp and /var/tmp (temp_clean.sh says which files count as old there).
 
-    Reparse points (junctions, symbolic links) are never followed; files in use are counted, not
-    fatal. Reports the bytes freed and the free disk space before and after.
+    Links (junctions, symbolic links) are never followed; files in use are counted and kept. Reports
+    the bytes freed and the free disk space before and after.
     """
 
     name = "temp-clean"
-    summary = "Delete temporary files older than N days (users' Temp, Windows Temp), report space freed"
+    summary = "Delete temporary files older than N days (users' Temp, Windows Temp; /tmp, /var/tmp), report space freed"
     params = (
-        Param("user", "login of the one user whose Temp folder to clean (default: every profile)", default=None,
-              validate=_login),
-        Param("older-than-days", "only files not written for this many days", type=int, default=1, validate=_days),
+        Param("user", "only this user's temporary files: their Temp folder on Windows, the files they own in /tmp "
+              "and /var/tmp on Linux/macOS (default: everybody's)", default=None, validate=_login),
+        Param("older-than-days", "only files not written (Linux/macOS: nor read) for this many days", type=int,
+              default=1, validate=_days),
     )  # fmt: skip
+    target_kinds = frozenset({"windows", "linux", "macos"})
     risk = Risk.SAFE
     script = "temp_clean"
     timeout_s = 600.0  # a Temp folder may hold hundreds of thousands of files
