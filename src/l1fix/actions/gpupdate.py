@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from l1fix.action import Param, Risk, ScriptAction
-
-
-def _login(value: str) -> None:
-    # A login as Windows writes it (user or DOMAIN\user). Anything else printable is allowed
-    # and travels as data: the script compares it with the logged-on users, never runs it.
-    if not value or len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("not a Windows login (user or DOMAIN\\user)")
+from l1fix.actions._params import login
 
 
 class GpUpdate(ScriptAction):
@@ -23,7 +17,7 @@ class GpUpdate(ScriptAction):
 
     name = "gpupdate"
     summary = "Refresh Group Policy (computer, and a logged-on user's as that user), verify it ran"
-    params = (Param("user", "login of a logged-on user whose policy to refresh too", default=None, validate=_login),)
+    params = (Param("user", "login of a logged-on user whose policy to refresh too", default=None, validate=login),)
     risk = Risk.SAFE
     script = "gpupdate"
     timeout_s = 330.0  # two bounded gpupdate runs (120 s each by default) and the task's start

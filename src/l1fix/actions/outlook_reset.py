@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from l1fix.action import Param, Risk, ScriptAction
-from l1fix.actions.gpupdate import _login
+from l1fix.actions._params import login
 
 
 class OutlookReset(ScriptAction):
@@ -21,7 +21,7 @@ class OutlookReset(ScriptAction):
     name = "outlook-reset"
     summary = "Reset a user's Outlook profile and OST (backed up first, PSTs untouched); --undo restores"
     params = (
-        Param("user", "login of the user whose Outlook profile to reset (user or DOMAIN\\user)", validate=_login),
+        Param("user", "login of the user whose Outlook profile to reset (user or DOMAIN\\user)", validate=login),
         Param("keep-ost", "leave the OST files in place", type=bool, default=False),
         Param("close-outlook", "close the user's Outlook if it is running (unsaved drafts are lost)", type=bool,
               default=False),

@@ -13,7 +13,7 @@ import ipaddress
 import re
 
 from l1fix.action import Observation, Param, Risk, RunContext, ScriptAction
-from l1fix.actions.gpupdate import _login
+from l1fix.actions._params import login
 from l1fix.errors import BadInput
 
 # A host name (RFC 1123 labels) or a dotted IPv4 address; nothing is looked up here.
@@ -87,7 +87,7 @@ class PrinterReconnect(ScriptAction):
         Param("printer", r"\\server\queue, or a TCP/IP printer's address (Windows); a CUPS queue (Linux, macOS)",
               validate=_printer),
         Param("user", r"Windows: connect \\server\queue for this logged-on user only (default: every user)",
-              default=None, validate=_login),
+              default=None, validate=login),
         Param("driver", "Windows TCP/IP printer: its driver's name, as installed or in the driver store",
               default=None, validate=_pattern(DRIVER_NAME, "a driver name")),
         Param("name", "Windows TCP/IP printer: its name on the PC (default: the address)", default=None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from l1fix.action import Param, Risk, ScriptAction
-from l1fix.actions.gpupdate import _login
+from l1fix.actions._params import login
 
 
 def _days(value: int) -> None:
@@ -23,7 +23,7 @@ class TempClean(ScriptAction):
     summary = "Delete temporary files older than N days (users' Temp, Windows Temp; /tmp, /var/tmp), report space freed"
     params = (
         Param("user", "only this user's temporary files: their Temp folder on Windows, the files they own in /tmp "
-              "and /var/tmp on Linux/macOS (default: everybody's)", default=None, validate=_login),
+              "and /var/tmp on Linux/macOS (default: everybody's)", default=None, validate=login),
         Param("older-than-days", "only files not written (Linux/macOS: nor read) for this many days", type=int,
               default=1, validate=_days),
     )  # fmt: skip
