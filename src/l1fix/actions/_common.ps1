@@ -215,9 +215,10 @@ function ConvertTo-NativeArgument {
 }
 
 function Invoke-Native {
-    # Run a program with each argument as data (never through a shell); [ordered]@{ exit_code;
-    # output } with stdout and stderr joined. Stdin is closed: nothing can wait for an answer.
-    param([string]$FilePath, [string[]]$Arguments)
+    # Run a program with each argument as data (never through a shell), for at most TimeoutS
+    # seconds (then it is killed); [ordered]@{ exit_code ($null if killed); timed_out; output }
+    # with stdout and stderr joined. Stdin is closed: a prompt ("restart now? (Y/N)") reads its end.
+    param([string]$FilePath, [string[]]$Arguments, [int]$TimeoutS = 120)
     $info = New-Object System.Diagnostics.ProcessStartInfo
     $info.FileName = $FilePath
     $info.Arguments = (@($Arguments | ForEach-Object { ConvertTo-NativeArgument -Value $_ }) -join ' ')
@@ -230,9 +231,18 @@ function Invoke-Native {
     $process.StandardInput.Close()
     $stdout = $process.StandardOutput.ReadToEndAsync()
     $stderr = $process.StandardError.ReadToEndAsync()
-    $process.WaitForExit()
+    $outcome = [ordered]@{ exit_code = $null; timed_out = $false; output = '' }
+    if ($process.WaitForExit($TimeoutS * 1000)) {
+        $process.WaitForExit()  # the overload without a timeout also waits for the output to end
+        $outcome.exit_code = $process.ExitCode
+    }
+    else {
+        $process.Kill()
+        $outcome.timed_out = $true
+    }
     $text = (([string]$stdout.Result) + ([string]$stderr.Result)) -replace '\s+', ' '
-    return [ordered]@{ exit_code = $process.ExitCode; output = $text.Trim() }
+    $outcome.output = $text.Trim()
+    return $outcome
 }
 
 # --------------------------------------------------------------------------- logged-on users

@@ -24,7 +24,7 @@
 
     From _common.ps1 (sent ahead of this script, which also sets $ErrorActionPreference = 'Stop'):
     Invoke-L1fixSteps (decodes the input, runs the steps, writes the JSON), Get-Param,
-    Get-LoggedOnUsers, Find-Session, Get-UserSid, Invoke-AsLoggedOnUser.
+    Get-LoggedOnUsers, Find-Session, Get-UserSid, Invoke-AsLoggedOnUser, Invoke-Native.
 #>
 param([Parameter(Mandatory = $true)][string]$Request)
 
@@ -94,30 +94,8 @@ function Get-CheckObservation {
 function Invoke-GpUpdateExe {
     # gpupdate.exe for the computer, bounded; returns its exit code ($null if killed) and output.
     param([int]$TimeoutS)
-    $info = New-Object System.Diagnostics.ProcessStartInfo
-    $info.FileName = Join-Path $env:SystemRoot 'System32\gpupdate.exe'
-    $info.Arguments = "/target:computer /force /wait:$TimeoutS"
-    $info.UseShellExecute = $false
-    $info.CreateNoWindow = $true
-    $info.RedirectStandardInput = $true
-    $info.RedirectStandardOutput = $true
-    $info.RedirectStandardError = $true
-    $process = [System.Diagnostics.Process]::Start($info)
-    $process.StandardInput.Close()  # a "log off / restart now? (Y/N)" prompt reads the end: no
-    $stdout = $process.StandardOutput.ReadToEndAsync()
-    $stderr = $process.StandardError.ReadToEndAsync()
-    $outcome = [ordered]@{ exit_code = $null; timed_out = $false; output = '' }
-    if ($process.WaitForExit(($TimeoutS + 15) * 1000)) {
-        $process.WaitForExit()
-        $outcome.exit_code = $process.ExitCode
-    }
-    else {
-        $process.Kill()
-        $outcome.timed_out = $true
-    }
-    $text = (([string]$stdout.Result) + ([string]$stderr.Result)) -replace '\s+', ' '
-    $outcome.output = $text.Trim()
-    return $outcome
+    $exe = Join-Path $env:SystemRoot 'System32\gpupdate.exe'
+    return Invoke-Native -FilePath $exe -Arguments @('/target:computer', '/force', "/wait:$TimeoutS") -TimeoutS ($TimeoutS + 15)
 }
 
 function Invoke-UserGpUpdate {
