@@ -12,11 +12,12 @@ import typer
 
 from l1fix.action import Action, Param, registry
 from l1fix.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, BadInput, L1fixError, Refused
+from l1fix.kb import kb_app
 from l1fix.play_cli import play_command, playbook_app
 
 app = typer.Typer(
     help="Safe, journaled level-1 helpdesk fixes. Exit codes: 0 fixed/already-ok/skipped, 1 failed, "
-    "2 bad input, 3 unreachable or auth refused, 4 timeout, 5 internal error.",
+    "2 bad input, 3 unreachable or auth refused, 4 timeout, 5 internal error, 6 diagnosis findings.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -30,6 +31,7 @@ lab_app = typer.Typer(help="The lab: SIMULATED Windows PCs on loopback, for trai
 app.add_typer(lab_app, name="lab")
 app.command("play")(play_command)
 app.add_typer(playbook_app, name="playbook")
+app.add_typer(kb_app, name="kb")
 
 
 class Options:

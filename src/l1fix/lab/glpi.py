@@ -145,10 +145,19 @@ _FIELDS: dict[str, dict[str, Any]] = {
     },
     "FQDN": {"entities_id": 0, "is_recursive": 0, "name": "", "fqdn": "", "comment": None, "date_mod": _NOW,
              "date_creation": _NOW},
+    # Since 0.83 an article has no entity of its own: Entity_KnowbaseItem & co. are its "targets" (who may read
+    # it); since 10.0 its categories are KnowbaseItem_KnowbaseItemCategory rows (1-n).
     "KnowbaseItem": {
-        "entities_id": 0, "is_recursive": 1, "name": "", "answer": "", "is_faq": 0, "users_id": 0, "view": 0,
-        "date_creation": _NOW, "date_mod": _NOW, "begin_date": None, "end_date": None,
+        "name": "", "answer": "", "is_faq": 0, "users_id": 0, "view": 0, "date_creation": _NOW, "date_mod": _NOW,
+        "begin_date": None, "end_date": None,
     },
+    "KnowbaseItemCategory": {
+        "entities_id": 0, "is_recursive": 0, "knowbaseitemcategories_id": 0, "name": "", "completename": "",
+        "comment": None, "level": 1, "sons_cache": None, "ancestors_cache": None, "date_mod": _NOW,
+        "date_creation": _NOW,
+    },
+    "KnowbaseItem_KnowbaseItemCategory": {"knowbaseitems_id": 0, "knowbaseitemcategories_id": 0},
+    "Entity_KnowbaseItem": {"knowbaseitems_id": 0, "entities_id": 0, "is_recursive": 0},
 }  # fmt: skip
 ITEMTYPES = tuple(_FIELDS)
 _TABLES = {
@@ -157,7 +166,9 @@ _TABLES = {
     "Ticket_User": "glpi_tickets_users", "Group_Ticket": "glpi_groups_tickets", "Document": "glpi_documents",
     "Document_Item": "glpi_documents_items", "Computer": "glpi_computers", "NetworkPort": "glpi_networkports",
     "NetworkName": "glpi_networknames", "IPAddress": "glpi_ipaddresses", "FQDN": "glpi_fqdns",
-    "KnowbaseItem": "glpi_knowbaseitems",
+    "KnowbaseItem": "glpi_knowbaseitems", "KnowbaseItemCategory": "glpi_knowbaseitemcategories",
+    "KnowbaseItem_KnowbaseItemCategory": "glpi_knowbaseitems_knowbaseitemcategories",
+    "Entity_KnowbaseItem": "glpi_entities_knowbaseitems",
 }  # fmt: skip
 # User::unsetUndisclosedFields: never sent by the API
 _UNDISCLOSED = {"User": {"password", "personal_token", "api_token", "cookie_token", "password_forget_token"}}
@@ -168,8 +179,17 @@ _FK_ITEMTYPES = {
     "entitie": "Entity", "requesttype": "RequestType", "location": "Location", "solutiontype": "SolutionType",
     "itilfollowup": "ITILFollowup", "documentcategorie": "DocumentCategory", "computertype": "ComputerType",
     "computermodel": "ComputerModel", "manufacturer": "Manufacturer", "state": "State", "profile": "Profile",
-    "knowbaseitemcategorie": "KnowbaseItemCategory", "autoupdatesystem": "AutoUpdateSystem", "network": "Network",
+    "knowbaseitemcategorie": "KnowbaseItemCategory", "knowbaseitem": "KnowbaseItem",
+    "autoupdatesystem": "AutoUpdateSystem", "network": "Network",
 }  # fmt: skip
+# Tree dropdowns (CommonTreeDropdown) and the field naming their parent
+_TREES = {
+    "Group": "groups_id", "ITILCategory": "itilcategories_id", "KnowbaseItemCategory": "knowbaseitemcategories_id"
+}  # fmt: skip
+# Types whose add answers an empty message (no "Item successfully added"); the KB relations go with their article
+_RELATIONS = ("ITILFollowup", "ITILSolution", "Ticket_User", "Group_Ticket", "Document_Item",
+              "KnowbaseItem_KnowbaseItemCategory", "Entity_KnowbaseItem")  # fmt: skip
+_KB_RELATIONS = ("KnowbaseItem_KnowbaseItemCategory", "Entity_KnowbaseItem")
 _REQUEST_TYPES = {1: "Helpdesk", 2: "E-Mail", 3: "Phone", 4: "Direct", 5: "Written", 6: "Other"}
 # API::getHatoasClasses (GLPI 10), for the item types kept here
 _CHILD_LINKS = {
@@ -822,7 +842,7 @@ class GlpiStandIn(LoopbackService):
         fields = {"id": new_id, **fields}
         if itemtype == "Ticket":
             self._prepare_ticket(fields, given, user_id)
-        elif itemtype in ("Group", "ITILCategory"):
+        elif itemtype in _TREES:
             self._complete_name(itemtype, fields)
         self.items[itemtype][new_id] = fields
         if itemtype == "Ticket":
@@ -865,7 +885,7 @@ class GlpiStandIn(LoopbackService):
                     )
 
     def _complete_name(self, itemtype: str, fields: dict[str, Any]) -> None:
-        parent_key = "groups_id" if itemtype == "Group" else "itilcategories_id"
+        parent_key = _TREES[itemtype]
         parent = self.items[itemtype].get(int(fields.get(parent_key) or 0))
         if parent is not None:
             fields["completename"] = f"{parent['completename']} > {fields['name']}"
@@ -916,6 +936,13 @@ class GlpiStandIn(LoopbackService):
             ticket = self._readable_ticket(session, "Ticket", data.get("tickets_id"))
             actor = ("User", data.get("users_id")) if itemtype == "Ticket_User" else ("Group", data.get("groups_id"))
             return ticket is not None and self._get(actor[0], actor[1]) is not None
+        if itemtype in _KB_RELATIONS:
+            # CommonDBRelation::canCreateItem: both ends must exist (an entity: only the root one, 0, here)
+            if itemtype == "KnowbaseItem_KnowbaseItemCategory":
+                other = self._get("KnowbaseItemCategory", data.get("knowbaseitemcategories_id")) is not None
+            else:
+                other = str(data.get("entities_id", "")) == "0"
+            return other and self._get("KnowbaseItem", data.get("knowbaseitems_id")) is not None
         if itemtype == "Document_Item":
             target = self._itemtype(str(data.get("itemtype") or ""))
             return (
@@ -1209,8 +1236,10 @@ class GlpiStandIn(LoopbackService):
             obj["status"] = 2  # CommonITILValidation::WAITING: the root entity's auto-close delay is not 0
         elif itemtype == "Ticket" and not obj.get("content"):
             return False, "Mandatory fields are not filled. Please correct: Description"
-        elif itemtype in ("Document_Item", "Document"):
+        elif itemtype in ("Document_Item", "Document", "KnowbaseItem"):
             obj.setdefault("users_id", uid)
+        if itemtype == "KnowbaseItem" and not obj.get("name"):
+            obj["name"] = "New item"  # KnowbaseItem::prepareInputForAdd
         if itemtype == "Document" and uploads:
             filename, mime, payload = uploads[0]
             digest = hashlib.sha1(payload).hexdigest()
@@ -1230,7 +1259,7 @@ class GlpiStandIn(LoopbackService):
         if itemtype == "Document" and uploads:
             self.documents[new_id] = uploads[0][2]
             return new_id, "Document move succeeded."
-        if itemtype in ("ITILFollowup", "ITILSolution", "Ticket_User", "Group_Ticket", "Document_Item"):
+        if itemtype in _RELATIONS:
             return new_id, ""
         name = self._unsanitize(self.items[itemtype][new_id].get("name") or "")
         return new_id, f"Item successfully added: {name or f'{itemtype} - ID {new_id}'}"
@@ -1296,6 +1325,8 @@ class GlpiStandIn(LoopbackService):
 
     def _apply_update(self, itemtype: str, item: dict, obj: dict[str, Any], session: _Session) -> None:
         now = _now()
+        if itemtype == "KnowbaseItem" and "name" in obj and not obj["name"]:
+            obj = {**obj, "name": "New item"}  # KnowbaseItem::prepareInputForUpdate
         for key, value in obj.items():
             if key != "id" and not key.startswith("_") and key in _FIELDS[itemtype]:
                 item[key] = self._sanitize(value)
@@ -1310,7 +1341,7 @@ class GlpiStandIn(LoopbackService):
                 item["closedate"] = now
             if item["status"] < SOLVED:
                 item["solvedate"] = item["closedate"] = None
-        if itemtype in ("Group", "ITILCategory") and "name" in obj:
+        if itemtype in _TREES and "name" in obj:
             self._complete_name(itemtype, item)
 
     def _delete_items(self, itemtype: str, params: dict[str, Any], session: _Session) -> list:
@@ -1338,6 +1369,11 @@ class GlpiStandIn(LoopbackService):
                     item["is_deleted"] = 1
                 else:
                     del self.items[itemtype][item_id]
+                    if itemtype == "KnowbaseItem":  # KnowbaseItem::cleanDBonPurge
+                        for relation in _KB_RELATIONS:
+                            rows = self.items[relation]
+                            for gone in [k for k, r in rows.items() if r["knowbaseitems_id"] == item_id]:
+                                del rows[gone]
                 results.append({str(item_id): True, "message": ""})
         if single:
             if failed:
@@ -1379,7 +1415,7 @@ class GlpiStandIn(LoopbackService):
             lambda lab, item: item.get("entities_id", 0),
             "dropdown",
         )
-        if itemtype in ("Group", "ITILCategory"):
+        if itemtype in _TREES:
             options[1] = _Option(
                 "Complete name", table, "completename", lambda lab, item: item.get("completename"), None, "itemlink"
             )
@@ -1434,13 +1470,32 @@ class GlpiStandIn(LoopbackService):
                     126: _Option("IP", "glpi_ipaddresses", "name", lambda lab, item: lab._port_values(item, "ip")),
                 }
             )
-        elif itemtype == "KnowbaseItem":
-            options.update({6: col("name", "Subject"), 7: col("answer", "Content", "text")})
+        elif itemtype == "KnowbaseItem":  # KnowbaseItem::rawSearchOptions
+            options[1] = _Option("Subject", table, "name", lambda lab, item: item.get("name"), None, "itemlink")
+            options.update(
+                {
+                    7: col("answer", "Content", "text"),
+                    8: col("is_faq", "FAQ item", "bool"),
+                    79: _Option(
+                        "Category",
+                        "glpi_knowbaseitemcategories",
+                        "completename",
+                        lambda lab, item: [lab._friendly_name("KnowbaseItemCategory", i) for i in lab._kb_links(item)],
+                        lambda lab, item: lab._kb_links(item),
+                        "dropdown",
+                    ),
+                }
+            )
         elif itemtype in ("ITILFollowup", "ITILSolution"):
             options[1] = col("content", "Description", "text")
         elif itemtype == "Document":
             options.update({3: col("filename", "File"), 4: col("link", "Web link"), 5: col("mime", "MIME type")})
         return options
+
+    def _kb_links(self, item: dict) -> list[int]:
+        """The categories of a KnowbaseItem (its KnowbaseItem_KnowbaseItemCategory rows)."""
+        rows = self.items["KnowbaseItem_KnowbaseItemCategory"].values()
+        return [r["knowbaseitemcategories_id"] for r in rows if r["knowbaseitems_id"] == item["id"]]
 
     def _actor_option(self, link: str, fk: str, kind: int, label: str) -> _Option:
         target = "User" if fk == "users_id" else "Group"

@@ -48,6 +48,7 @@ TICKET_TYPES = {"incident": 1, "request": 2}
 REQUESTER, ASSIGNED = 1, 2
 # Search option ids shared by User and Computer: 1 is the name (login), 2 the id.
 NAME_FIELD, ID_FIELD = 1, 2
+KB_ANSWER_FIELD = 7  # KnowbaseItem::rawSearchOptions: 7 is the content (answer)
 PAGE = 1000  # rows asked per page of a list
 LOCAL_PORT = "NetworkPortLocal"  # the loopback interface an inventory agent reports
 Files = list[tuple[str, tuple[str | None, Any, str]]] | None  # multipart parts for requests
@@ -78,6 +79,28 @@ class GlpiSettings:
     ca_bundle: Path | None = None  # custom CA; TLS validation always on unless verify=False
     verify: bool = True
     timeout_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class KbArticle:
+    """A knowledge base article to publish; `marker` finds it again, `revision` tells whether it changed."""
+
+    name: str
+    answer_html: str
+    marker: str  # letters, digits, dashes; written in answer_html
+    revision: str  # likewise, changes with the content
+    is_faq: bool = False
+    category: str | None = None  # KnowbaseItemCategory, by complete name or name
+    entity_id: int = 0  # the target: who may read it (0, the root entity)
+    recursive: bool = True
+
+
+@dataclass(frozen=True)
+class KbOutcome:
+    id: int
+    action: str  # created, updated, unchanged
+    duplicates: list[int]  # other articles holding the same marker, left alone
+    entities: list[int]  # the entities the article is published to
 
 
 class GlpiClient(TicketSystem):
@@ -257,6 +280,77 @@ class GlpiClient(TicketSystem):
             )
             addresses += _addresses(item.get("_networkports"), name)
         return list(dict.fromkeys(sorted(addresses, key=_is_ip)))
+
+    # -- knowledge base (KnowbaseItem) -------------------------------------------------------
+
+    def upsert_kb_article(self, article: KbArticle) -> KbOutcome:
+        """Create the article, or update the one holding its marker; then make sure of its category and target.
+
+        GLPI shows an article to nobody but its author and knowledge-base admins until it has a target: this adds
+        an Entity_KnowbaseItem for `article.entity_id` (never removes another target). The category is a
+        KnowbaseItem_KnowbaseItemCategory link (GLPI 10 and later), added when missing.
+        """
+        check_marker(article.marker)
+        check_marker(article.revision)
+        category_id = (
+            self._dropdown_id("KnowbaseItemCategory", article.category, "knowledge base category")
+            if article.category
+            else None
+        )
+        existing = self._kb_ids_with(article.marker)
+        fields = {"name": article.name, "answer": article.answer_html, "is_faq": int(article.is_faq)}
+        if not existing:
+            what = f"knowledge base article {article.name!r}"
+            kb_id = _new_id(self._call("POST", "KnowbaseItem", what=what, payload={"input": fields}), what)
+            action = "created"
+        else:
+            kb_id, answer = existing[0]
+            action = "unchanged" if _has_marker(answer, article.revision) else "updated"
+            if action == "updated":
+                payload = {"input": {"id": kb_id, **fields}}
+                self._call("PUT", f"KnowbaseItem/{kb_id}", what=f"knowledge base article {kb_id}", payload=payload)
+        targets = self._ensure_kb_link(
+            kb_id, "Entity_KnowbaseItem", "entities_id", article.entity_id, {"is_recursive": int(article.recursive)}
+        )
+        if category_id is not None:
+            self._ensure_kb_link(kb_id, "KnowbaseItem_KnowbaseItemCategory", "knowbaseitemcategories_id", category_id)
+        return KbOutcome(kb_id, action, [i for i, _ in existing[1:]], targets)
+
+    def kb_url(self, kb_id: int) -> str:
+        """The article's page in GLPI's web interface (next to apirest.php)."""
+        return f"{self._base.rsplit('/', 1)[0]}/front/knowbaseitem.form.php?id={kb_id}"
+
+    def _kb_ids_with(self, marker: str) -> list[tuple[int, str]]:
+        """(id, answer) of the articles whose content holds `marker` as a whole word, lowest id first."""
+        params = {
+            "criteria[0][field]": KB_ANSWER_FIELD,
+            "criteria[0][searchtype]": "contains",
+            "criteria[0][value]": marker,
+            "forcedisplay[0]": ID_FIELD,
+            "range": f"0-{PAGE - 1}",
+        }
+        answer = self._call("GET", "search/KnowbaseItem", what="the knowledge base", params=params)
+        rows = (answer.get("data") or []) if isinstance(answer, dict) else []
+        found = []
+        for kb_id in sorted({int(row[str(ID_FIELD)]) for row in rows}):
+            item = self._call("GET", f"KnowbaseItem/{kb_id}", what=f"knowledge base article {kb_id}")
+            content = _text(item.get("answer"))
+            if _has_marker(content, marker):  # the search's "contains" also finds longer markers
+                found.append((kb_id, content))
+        return found
+
+    def _ensure_kb_link(
+        self, kb_id: int, itemtype: str, key: str, value: int, extra: dict[str, int] | None = None
+    ) -> list[int]:
+        """Add the `itemtype` row linking the article to `value` unless it exists; returns every linked value."""
+        what = f"the {'targets' if itemtype == 'Entity_KnowbaseItem' else 'categories'} of knowledge base article"
+        rows = self._all(f"KnowbaseItem/{kb_id}/{itemtype}", what=f"{what} {kb_id}")
+        linked = [int(row[key]) for row in rows if int(row.get("knowbaseitems_id") or 0) == kb_id]
+        if value not in linked:
+            fields = {"knowbaseitems_id": kb_id, key: value, **(extra or {})}
+            _new_id(self._call("POST", itemtype, what=f"{what} {kb_id}", payload={"input": fields}), what)
+            linked.append(value)
+        return linked
 
     def close_session(self) -> None:
         token, self._session_token = self._session_token, None
@@ -565,6 +659,10 @@ def _new_id(body: Any, what: str) -> int:
     if isinstance(body, dict) and isinstance(body.get("id"), int) and body["id"] > 0:
         return body["id"]
     raise TicketError(f"GLPI's answer to adding {what} has no id")
+
+
+def _has_marker(text: str, marker: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9-]){re.escape(marker)}(?![A-Za-z0-9-])", text) is not None
 
 
 def _has_link(links: list[dict[str, Any]], key: str, item_id: int) -> bool:
