@@ -18,13 +18,19 @@
 
 2. SSH: one real sshd on 127.0.0.1 (started with tests/sshd.py's helpers: needs root),
    `--ssh-hosts` inventory names (lx001…) all pointing at it, logging in as root with a key,
-   host key checked against a known_hosts file. l1fix: `connect()` + `SSHConnection.run_script`
-   of a one-line script (a `uname -n` as JSON) + close, per name, in a thread pool of
-   `--ssh-concurrency`. Floor: bare paramiko (connect, one exec of `/bin/sh -s`, the same
-   stdin bytes from `l1fix.targets.shell.build_stdin`, read to EOF, close) in a pool of the
-   same size. pyinfra `exec` and `ansible -m raw` (`uname -n`, same parallelism, OpenSSH
-   ControlMaster off so the 50 names cannot share one connection) run too when found in
-   the side venv (`--tools-venv`, default /tmp/fleet-cmp-venv).
+   host key checked against a known_hosts file. Every contender runs one short command per
+   name (a `uname -n`, as JSON for l1fix) with `--ssh-concurrency` at a time:
+   - floor: bare paramiko (connect, one exec of `/bin/sh -s`, the same stdin bytes as l1fix
+     from `l1fix.targets.shell.build_stdin`, read to EOF, close) in a thread pool;
+   - l1fix run_playbook: a whole playbook run (resolution, runner, journal) of a one-step
+     playbook whose action, `bench-short`, is registered by this benchmark only: its check
+     runs the short script through the target's connection (read-only: one command);
+   - l1fix SSHConnection: `connect()` + `SSHConnection.run_script` + close, in a thread pool;
+   - OpenSSH client: the `ssh` binary per name (BatchMode, ControlMaster off, the test key,
+     the test sshd's known_hosts) fed the same stdin bytes, in a thread pool;
+   - pyinfra `exec` and `ansible -m raw` (`uname -n`, same parallelism, OpenSSH ControlMaster
+     off so the names cannot share one connection) when found in the side venv
+     (`--tools-venv`, default /tmp/fleet-cmp-venv).
 
 Every figure is the median of `--rounds` rounds (the order of the contenders alternates
 from round to round); ratios are against the floor measured in the same run. All traffic
@@ -58,6 +64,14 @@ PAYLOAD = {"action": "spooler-restart", "steps": ["check", "fix", "verify"], "pa
 TOOLS_VENV = Path("/tmp/fleet-cmp-venv")
 SHORT_SCRIPT = """printf '{"ok": true, "host": "%s"}\\n' "$(uname -n)"\n"""
 SHORT_COMMAND = "uname -n"
+BENCH_PLAYBOOK = """\
+name: bench-short-command
+description: Benchmark only (benchmarks/fleet.py), one short command on each target.
+applies_to: [linux]
+steps:
+  - id: short
+    action: bench-short
+"""
 LAB_CHILD = """
 import sys
 from pathlib import Path
@@ -287,6 +301,58 @@ def ssh_l1fix(names: list[str], script: Path, concurrency: int) -> int:
         return sum(pool.map(one, names))
 
 
+def register_bench_action(script: Path) -> None:
+    """Add `bench-short` (one short script, read-only) to this process's action registry, not the product's."""
+    from l1fix.action import Action, Observation, RunContext, registry
+
+    class BenchShort(Action):
+        name = "bench-short"
+        summary = "Benchmark only: run one short command and report the host name"
+        target_kinds = frozenset({"linux", "macos"})
+        read_only = True
+
+        def check(self, ctx: RunContext) -> Observation:
+            data = ctx.connection.run_script(script, {}, timeout=30).data  # type: ignore[attr-defined]
+            return Observation(data.get("ok") is True, {"host": data.get("host")}, "short command ran")
+
+    registry()[BenchShort.name] = BenchShort  # registry() is cached: the playbook and the runner see it
+
+
+def ssh_playbook(names: list[str], playbook_file: Path, concurrency: int) -> int:
+    """A full `run_playbook` (runner, journal) of the one-step playbook; returns the targets that ended ok."""
+    from l1fix.config import load_config
+    from l1fix.playbook import load_playbook, run_playbook
+
+    config = load_config(None, "bench")
+    outcomes = run_playbook(load_playbook(playbook_file), names, config=config, concurrency=concurrency)
+    return sum(1 for o in outcomes if o.status.value == "already-ok")
+
+
+def ssh_openssh(names: list[str], port: int, key_file: Path, known_hosts: Path, stdin: bytes, concurrency: int) -> int:
+    """The OpenSSH client, one `ssh` process per name, fed the same stdin bytes as the floor."""
+    from l1fix.targets import shell
+
+    argv = ["ssh", "-F", "/dev/null", "-p", str(port), "-l", "root", "-i", str(key_file)]
+    for option in (
+        "BatchMode=yes",
+        "ControlMaster=no",
+        "ControlPath=none",
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=yes",
+        f"UserKnownHostsFile={known_hosts}",
+        "GlobalKnownHostsFile=/dev/null",
+        "ConnectTimeout=10",
+    ):
+        argv += ["-o", option]
+    argv += ["127.0.0.1", shell.COMMAND]
+
+    def one(_name: str) -> int:
+        return subprocess.run(argv, input=stdin, capture_output=True, timeout=60).returncode
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        return sum(1 for code in pool.map(one, names) if code == 0)
+
+
 def run_tool(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
     out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
@@ -326,15 +392,24 @@ def bench_ssh(args: argparse.Namespace) -> None:
         script = home / "short.sh"
         script.write_text(SHORT_SCRIPT)
         stdin = shell.build_stdin(SHORT_SCRIPT, {}, timeout=30)
+        notes = [
+            f"{len(names)} names -> 127.0.0.1:{server.port}, concurrency {args.ssh_concurrency}, {args.rounds} rounds; "
+            "target: l1fix <= 1.05x and <= pyinfra"
+        ]
+        register_bench_action(script)
+        playbook_file = home / "bench-short.yml"
+        playbook_file.write_text(BENCH_PLAYBOOK)
         c = args.ssh_concurrency
         contenders: dict[str, Callable[[], Any]] = {
             "paramiko pool (floor)": lambda: ssh_floor(names, server.port, key, known_hosts, stdin, c),
+            "l1fix run_playbook": lambda: ssh_playbook(names, playbook_file, c),
             "l1fix SSHConnection": lambda: ssh_l1fix(names, script, c),
         }
-        notes = [
-            f"{len(names)} names -> 127.0.0.1:{server.port}, concurrency {c}, {args.rounds} rounds; "
-            "target: l1fix <= 1.05x and <= pyinfra"
-        ]
+        if shutil.which("ssh"):
+            contenders["OpenSSH client"] = lambda: ssh_openssh(names, server.port, key, known_hosts, stdin, c)
+        else:
+            notes.append("OpenSSH client skipped: no `ssh` binary (apt-get install openssh-client)")
+        ours = list(contenders)
         tools = args.tools_venv / "bin"
         env = dict(
             os.environ,
@@ -389,11 +464,9 @@ def bench_ssh(args: argparse.Namespace) -> None:
             contenders["ansible -m raw"] = lambda: run_tool(argv_a, home, env)
         else:
             notes.append(f"ansible skipped: python -m venv {args.tools_venv} && {tools}/pip install ansible-core")
-        print(
-            f"  warm-up: floor ok on {contenders['paramiko pool (floor)']()}/{len(names)}, "
-            f"l1fix ok on {contenders['l1fix SSHConnection']()}/{len(names)}"
-        )
-        for name in list(contenders)[2:]:
+        warm = {name: contenders[name]() for name in ours}
+        print("  warm-up: " + ", ".join(f"{name} ok on {ok}/{len(names)}" for name, ok in warm.items()))
+        for name in list(contenders)[len(ours) :]:
             try:
                 contenders[name]()
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
