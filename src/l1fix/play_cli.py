@@ -58,7 +58,8 @@ def play_command(
     """Run a playbook: its steps in order on each target, the targets in parallel. Ctrl-C stops cleanly.
 
     Exit code: 0 when every target ended fixed, already-ok or skipped, else the worst
-    (1 failed, 2 bad input, 3 unreachable, 4 timeout, 5 internal, 130 cancelled).
+    (1 failed, 2 bad input, 3 unreachable, 4 timeout, 5 internal, 130 cancelled); 6 when the
+    worst is a diagnosis's findings (something to fix or escalate, nothing failed).
     """
     from l1fix.cli import _config, fail
     from l1fix.errors import L1fixError

@@ -1,14 +1,23 @@
 """Playbooks: a team's procedure for a common call, as YAML a technician can read and run.
 
-A playbook names its steps (actions with parameters), conditions (`when:`) and what to do
-when a step fails (`on_failure: stop | continue | escalate`). It is checked before anything
-runs — against a JSON Schema (`playbook_schema()`) and against the action registry — and
-every error names `file:line:column`. Values and conditions are Jinja2 expressions evaluated
-in a sandbox: a playbook reads its parameters and earlier steps' results, never runs Python.
+A playbook names its steps (actions with parameters), conditions (`when:`), what to do
+when a step fails (`on_failure: stop | continue | escalate`) and, for a read-only step (a
+diagnosis), what its findings do (`on_findings: continue | stop | escalate`). It is checked
+before anything runs — against a JSON Schema (`playbook_schema()`) and against the action
+registry — and every error names `file:line:column`. Values and conditions are Jinja2
+expressions evaluated in a sandbox: a playbook reads its parameters and earlier steps'
+results, never runs Python.
 
 `run_playbook` runs the steps of one target in order over one shared connection, the
 targets in parallel (bounded), each within a time limit. Every step is a journaled run;
 a ticket receives one followup for the whole playbook run.
+
+A target's status is the worst of its steps': error, failed, findings, fixed, skipped (a dry
+run's would-be fix), already-ok. A diagnosis's `findings` stands unless a later step runs the
+same read-only action again (a re-check after the fixes): the latest reading decides. So
+diagnose → fix → diagnose again ends `fixed` when the re-check is clean, `findings` (exit 6)
+when something is left; without a re-check the findings stand, since no fix says it covered
+them all (an escalation never is).
 """
 
 from __future__ import annotations
@@ -38,7 +47,16 @@ from jinja2.utils import missing
 
 from l1fix.action import Action, Risk, registry
 from l1fix.config import Config
-from l1fix.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_TIMEOUT, BadInput, L1fixError, Timeout
+from l1fix.errors import (
+    EXIT_FAILED,
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    BadInput,
+    L1fixError,
+    Timeout,
+)
 from l1fix.inventory import OS_KINDS
 from l1fix.journal import Journal
 from l1fix.result import ErrorInfo, RunResult, Status
@@ -48,6 +66,7 @@ from l1fix.targets.base import ACCOUNT_KINDS, Connection, Target, connect
 TARGET_KINDS = (*OS_KINDS, *ACCOUNT_KINDS)  # computers by OS, accounts by directory
 PARAM_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 ON_FAILURE = ("stop", "continue", "escalate")
+ON_FINDINGS = ("continue", "stop", "escalate")
 STEP_FIELDS = ("id", "action", "status", "summary", "before", "after", "done", "error", "run_id", "changed")
 TEMPLATE_NAMES = ("params", "steps", "target")
 # Names a template could not reach as keys: a dict's own methods answer first.
@@ -131,6 +150,12 @@ def playbook_schema() -> dict[str, Any]:
                 "default": "stop",
                 "description": "When the step fails or cannot run: stop the target's steps (default), continue, "
                 "or stop and escalate the ticket.",
+            },
+            "on_findings": {
+                "enum": list(ON_FINDINGS),
+                "default": "continue",
+                "description": "Read-only steps (diagnose) only: when the step has findings, go on (default), stop "
+                "the target's steps, or stop and escalate the ticket.",
             },
         },
     }
@@ -235,6 +260,7 @@ class Step:
     on_failure: str
     name: str
     where: dict[str, Where]  # "step", "when", "with.KEY" → its place in the file
+    on_findings: str = "continue"  # read-only steps: what their findings do
 
     @property
     def expression(self) -> str | None:
@@ -296,7 +322,16 @@ class Playbook:
                 p.name: {"type": p.type, "default": None if p.required else p.default, "required": p.required}
                 for p in self.params.values()
             },
-            "steps": [{"id": s.id, "action": s.action, "when": s.when, "on_failure": s.on_failure} for s in self.steps],
+            "steps": [
+                {
+                    "id": s.id,
+                    "action": s.action,
+                    "when": s.when,
+                    "on_failure": s.on_failure,
+                    "on_findings": s.on_findings,
+                }
+                for s in self.steps
+            ],
             "escalate": dataclasses.asdict(self.escalate) if self.escalate else None,
             "targets": list(self.targets),
         }
@@ -599,6 +634,11 @@ class _Builder:
             self._check_template(
                 when if whole else "{{ " + when + " }}", where["when"], f"steps[{i}].when", i, ids, params, expr=True
             )
+        if "on_findings" in raw and not action_cls.read_only:
+            raise self.marks.at((*path, "on_findings"), key=True).error(
+                f"steps[{i}].on_findings: {action_cls.name} changes things and never has findings",
+                hint="on_findings is for read-only steps such as diagnose; use on_failure",
+            )
         return Step(
             id=ids[i],
             action=action_cls.name,
@@ -607,6 +647,7 @@ class _Builder:
             on_failure=raw.get("on_failure", "stop"),
             name=raw.get("name", ""),
             where=where,
+            on_findings=raw.get("on_findings", "continue"),
         )
 
     def _check_template(
@@ -701,10 +742,11 @@ class _Builder:
     def _escalation(self, steps: list[Step]) -> Escalation | None:
         block = self.data.get("escalate")
         for i, step in enumerate(steps):
-            if step.on_failure == "escalate" and not block:
-                raise self.marks.at(("steps", i, "on_failure")).error(
-                    f"steps[{i}].on_failure: escalate needs an `escalate:` block (group or user, and a note)"
-                )
+            for key in ("on_failure", "on_findings"):
+                if getattr(step, key) == "escalate" and not block:
+                    raise self.marks.at(("steps", i, key)).error(
+                        f"steps[{i}].{key}: escalate needs an `escalate:` block (group or user, and a note)"
+                    )
         if not block:
             return None
         return Escalation(block.get("group"), block.get("user"), block.get("note", ""))
@@ -872,6 +914,8 @@ class TargetOutcome:
             return EXIT_OK
         if self.status == Status.FAILED:
             return EXIT_FAILED
+        if self.status == Status.FINDINGS:
+            return EXIT_FINDINGS
         if self.status == Status.INTERRUPTED:
             return EXIT_INTERRUPTED
         return self.error.exit_code if self.error else EXIT_INTERNAL
@@ -887,14 +931,23 @@ class TargetOutcome:
 
     @property
     def headline(self) -> str:
-        """One line: which step decided the status, and why."""
+        """One line: which step decided the status, and why (findings: what the diagnosis suggests)."""
         if self.error is not None:
             return self.error.message
-        deciding = next((s for s in self.steps if s.status == self.status and s.counted), None)
+        deciding = next((s for s in standing(self.steps) if s.status == self.status), None)
         if deciding is None:
             return "no step applied" if self.status == Status.ALREADY_OK else ""
         summary = deciding.result.summary if deciding.result else deciding.reason
+        if self.status == Status.FINDINGS:
+            summary = "; ".join(_suggestion_text(s) for s in self.suggestions) or summary
         return f"{deciding.id}: {summary}" if summary else deciding.id
+
+    @property
+    def suggestions(self) -> list[dict[str, Any]]:
+        """What the latest standing diagnosis suggests (its `before.suggestions`), when the target has findings."""
+        found = [s.result for s in standing(self.steps) if s.status == Status.FINDINGS and s.result is not None]
+        suggestions = (found[-1].before or {}).get("suggestions") if found else None
+        return list(suggestions) if isinstance(suggestions, list) else []
 
     @property
     def revealed(self) -> list[tuple[str, Any]]:
@@ -914,6 +967,7 @@ class TargetOutcome:
             "counts": self.counts,
             "error": {"kind": self.error.kind, "message": self.error.message} if self.error else None,
             "steps": [s.to_json() for s in self.steps],
+            "suggestions": self.suggestions,
             "escalation": self.escalation,
             "followup": self.followup,
         }
@@ -974,7 +1028,7 @@ def run_playbook(
         actions = registry()
         for step in playbook.steps:
             action_cls = actions.get(step.action)
-            if action_cls is not None and action_cls.risk is Risk.CONFIRM:
+            if action_cls is not None and action_cls.risk is Risk.CONFIRM and _may_run(step, values):
                 raise BadInput(
                     f"step {step.id} runs {step.action}, which needs confirmation", hint="run the playbook with --yes"
                 )
@@ -1002,9 +1056,44 @@ def run_playbook(
     return outcomes
 
 
+def _may_run(step: Step, params: dict[str, Any]) -> bool:
+    """False only when the step's `when:` is false from the parameters alone (a risky step the
+    technician did not ask for, e.g. `params.reboot_notice_minutes > 0 and …` with 0): it needs no --yes."""
+    if step.expression is None:
+        return True
+    try:  # no step has run and no target is known: reading either fails, and only running tells
+        return bool(evaluate(step.expression, {"params": _Named(params, "params"), "steps": _Named({}, "steps")}))
+    except Exception:  # noqa: BLE001 - any doubt: the step may run
+        return True
+
+
 def exit_code(outcomes: Sequence[TargetOutcome]) -> int:
-    """0 when every target ended fixed, already-ok or skipped; else the worst code."""
-    return max((o.exit_code for o in outcomes), default=EXIT_OK)
+    """0 when every target ended fixed, already-ok or skipped; else the worst code.
+
+    Findings (6) rank just above 0: a failure, an error or a cancel on another target says more.
+    """
+    return max((o.exit_code for o in outcomes), key=_severity, default=EXIT_OK)
+
+
+def _severity(code: int) -> tuple[bool, bool, int]:
+    return code != EXIT_OK, code != EXIT_FINDINGS, code
+
+
+def standing(steps: Sequence[StepOutcome]) -> list[StepOutcome]:
+    """The steps that count for a target's status: a read-only step's findings give way to a later
+    run of the same action (the re-check after the fixes)."""
+    counted = [s for s in steps if s.counted]
+    return [
+        s
+        for i, s in enumerate(counted)
+        if s.status != Status.FINDINGS or not any(later.action == s.action for later in counted[i + 1 :])
+    ]
+
+
+def _suggestion_text(suggestion: Mapping[str, Any]) -> str:
+    if suggestion.get("kind") == "fix" and suggestion.get("command"):
+        return f"run {suggestion['command']}"
+    return f"escalate: {suggestion.get('reason', '')}"
 
 
 @dataclass
@@ -1241,6 +1330,10 @@ class _Fleet:
                         run, position + 1, f"step {step.id} {outcome.status} (on_failure: {step.on_failure})"
                     )
                     break
+                if outcome.status == Status.FINDINGS and step.on_findings != "continue":
+                    run.escalate = step.on_findings == "escalate"
+                    self._leave_out(run, position + 1, f"step {step.id} has findings (on_findings: {step.on_findings})")
+                    break
         finally:
             connections.close()
         return self._outcome(run, list(run.steps), cut=cut)
@@ -1319,7 +1412,7 @@ class _Fleet:
     def _outcome(
         self, run: _TargetRun, steps: list[StepOutcome], *, cut: str | None, error: ErrorInfo | None = None
     ) -> TargetOutcome:
-        counted = [s for s in steps if s.counted]
+        counted = standing(steps)
         statuses = {s.status for s in counted}
         first_left = next((s.id for s in steps if s.status == "not-run"), None)
         before = f" before step {first_left}" if first_left else ""
@@ -1336,6 +1429,8 @@ class _Fleet:
             error = next(s.error for s in counted if s.status == Status.ERROR)
         elif Status.FAILED in statuses:
             status = Status.FAILED
+        elif Status.FINDINGS in statuses:
+            status = Status.FINDINGS
         elif Status.FIXED in statuses:
             status = Status.FIXED
         elif Status.SKIPPED in statuses:

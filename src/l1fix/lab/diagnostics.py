@@ -10,7 +10,9 @@ Every PC is up 26 h (the power simulation's default), on 10.1.2.<n>/24 (gateway 
 10.0.0.5 and 10.0.0.6, all answering), in the domain corp.example.com, its clock on time, C: 237 GB,
 nothing pending, no event. Problem hosts:
 
-- PC036: C: nearly full (5 GB free, 2.1 %) → temp-clean; D: (data) has room.
+- PC036: C: nearly full (5 GB free, 2.1 %) → temp-clean; D: (data) has room. 8 GB of it are old
+  temporary files (lbernard's Temp, C:\\Windows\\Temp) and a fresh one: temp-clean frees them and
+  brings C: to 13 GB (5.5 %), which diagnose then finds fine.
 - PC037: reboot pending (Windows Update, PendingFileRenameOperations) and up 45 days → reboot.
 - PC038: disk failure events this week (disk 7 bad blocks ×4, disk 153 ×2, Ntfs 55) and one
   critical event → escalate (failing disk).
@@ -235,8 +237,22 @@ def _disk(events: list[Event]) -> dict[str, Any]:
 
 
 def _pc036(host: WindowsHost) -> None:
+    from l1fix.lab.windows import MB, TempFile, UserProfile
+
     host.free_bytes = 5 * GB
     host.diagnostics.other_volumes.append(Volume("D:", 931 * GB, 402 * GB))
+    host.profiles.append(
+        UserProfile("CORP\\lbernard", "S-1-5-21-3623811015-3361044348-30300820-1044", "C:\\Users\\lbernard")
+    )
+    temp = "C:\\Users\\lbernard\\AppData\\Local\\Temp"
+    host.files += [
+        TempFile(temp + "\\vs_setup\\vs_installer.opc", 2355 * MB, 20),
+        TempFile(temp + "\\Diagnostics\\EXCEL\\App1712.etl", 1126 * MB, 9),
+        TempFile(temp + "\\CrashDumps\\chrome.exe.8812.dmp", 614 * MB, 4),
+        TempFile(temp + "\\ZoomInstallerFull.exe", 90 * MB, 40),
+        TempFile(temp + "\\fresh-download.tmp", 200 * MB, 0.1),  # today's: kept
+        TempFile("C:\\Windows\\Temp\\MsiCache\\office_x64.cab", 4096 * MB, 30),
+    ]
 
 
 def _pc037(host: WindowsHost) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from l1fix.tickets.followup import TEMPLATES as RUN_TEMPLATES
 from l1fix.tickets.followup import Followup
+from l1fix.tickets.followup import _suggestions as diagnosis_suggestions
 
 if TYPE_CHECKING:
     from l1fix.playbook import Playbook, StepOutcome, TargetOutcome
@@ -43,6 +44,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             "already-ok": "déjà OK",
             "skipped": "non appliqué(s)",
             "failed": "en échec",
+            "findings": "à examiner (diagnostic)",
             "error": "en erreur",
             "interrupted": "interrompu(s)",
         },
@@ -68,6 +70,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             "already-ok": "already OK",
             "skipped": "not applied",
             "failed": "failed",
+            "findings": "with findings (diagnosis)",
             "error": "error",
             "interrupted": "interrupted",
         },
@@ -111,7 +114,7 @@ def _title(t: dict[str, Any], name: str, outcomes: Sequence[TargetOutcome]) -> s
     if len(outcomes) == 1:
         return t["one"].format(playbook=name, target=outcomes[0].target, status=_status(t, str(outcomes[0].status)))
     tally = Counter(str(o.status) for o in outcomes)
-    order = ("fixed", "already-ok", "skipped", "failed", "error", "interrupted")
+    order = ("fixed", "already-ok", "skipped", "findings", "failed", "error", "interrupted")
     text = ", ".join(f"{tally[s]} {t['short'][s]}" for s in order if tally[s])
     return t["fleet"].format(playbook=name, count=len(outcomes), tally=text)
 
@@ -122,6 +125,11 @@ def _one_target(t: dict[str, Any], playbook: Playbook, outcome: TargetOutcome, l
         lines.append(f"<p>{_e(t['params'])} : {_e(_params_text(outcome))}</p>")
     items = [f"<li>{_step_line(t, step)}</li>" for step in outcome.steps]
     lines.append(f"<p>{_e(t['steps'])} :</p><ol>{''.join(items)}</ol>")
+    from l1fix.playbook import standing
+
+    diagnosis = next((s.result for s in reversed(standing(outcome.steps)) if s.status == "findings"), None)
+    if diagnosis is not None:
+        lines += diagnosis_suggestions(diagnosis, RUN_TEMPLATES[language])
     if outcome.error is not None and not any(s.error is outcome.error for s in outcome.steps):
         lines.append(f"<p>{_e(outcome.error.message)}</p>")
     return lines
