@@ -7,6 +7,7 @@ only a *reference* (`env:NAME`, `keyring:service/user`, `file:PATH` or `prompt`)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -308,15 +309,21 @@ def _table(table: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     return value
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A settings class's field types (evaluated once: a fleet run builds settings per target)."""
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
 def build_section(cls: type, data: Mapping[str, Any], *, root: Path, where: str) -> Any:
     """A settings dataclass from a TOML table, checked against its fields' types.
 
     Paths are relative to `root`; fields marked CREDENTIAL take only a credential reference;
     fields with "choices" metadata take only those values. Raises BadInput, never echoing a credential.
     """
-    import typing
-
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     by_name = {f.name: f for f in fields(cls)}
     check_keys(data, by_name, where)
     values = {}

@@ -137,7 +137,7 @@ class SSHConnection:
         if self.settings.key_passphrase is not None:
             passphrase = resolve_secret(self.settings.key_passphrase, f"passphrase of SSH key {path}").reveal()
         try:
-            return paramiko.PKey.from_path(path, passphrase.encode() if passphrase is not None else None)
+            return _private_key(path, passphrase)
         except FileNotFoundError:
             raise BadInput(f"SSH key file {path} does not exist", hint="check ssh.key_file in config.toml") from None
         except PermissionError:
@@ -213,7 +213,12 @@ class SSHConnection:
                     target=self.target.name,
                     hint="the host is slow or a command hangs there; its script ends itself shortly",
                 )
-            select.select([channel], [], [], min(remaining, POLL_S if pending else 1.0))
+            if channel.eof_received and not pending:
+                # Output is over; only the exit status is to come. The channel's pipe stays
+                # readable after EOF, so select() would return at once: wait on the status.
+                channel.status_event.wait(min(remaining, 1.0))
+            else:
+                select.select([channel], [], [], min(remaining, POLL_S if pending else 1.0))
 
     def _parse(self, name: str, stdout_b: bytes, stderr_b: bytes, code: int) -> ScriptResult:
         stdout = stdout_b.decode("utf-8", errors="replace")
@@ -230,6 +235,22 @@ class SSHConnection:
 
     def _errors_mapped(self) -> _ErrorMapper:
         return _ErrorMapper(self)
+
+
+# Keys already read by this process: a fleet run opens one connection per target with the same
+# key. An entry counts only for the same file (path, size, time) and the same passphrase.
+_KEYS: dict[tuple[str, int, int, bytes], paramiko.PKey] = {}
+
+
+def _private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
+    stat = path.stat()
+    secret = hashlib.sha256(passphrase.encode()).digest() if passphrase is not None else b""
+    cache_key = (str(path), stat.st_size, stat.st_mtime_ns, secret)
+    key = _KEYS.get(cache_key)
+    if key is None:
+        key = paramiko.PKey.from_path(path, passphrase.encode() if passphrase is not None else None)
+        _KEYS[cache_key] = key
+    return key
 
 
 def _sudo_refusal(stderr: str) -> str | None:
