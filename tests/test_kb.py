@@ -242,3 +242,23 @@ def test_the_stand_in_answers_kb_relations_like_glpi(glpi):
     purged = session.delete(f"{glpi.url}/KnowbaseItem/{kb_id}", params={"force_purge": "true"})
     assert purged.status_code == 200 and glpi.items["Entity_KnowbaseItem"] == {}
     assert json.loads(purged.text) == [{str(kb_id): True, "message": ""}]
+
+
+@pytest.mark.parametrize(
+    ("playbook", "run_it"),
+    [
+        ("outlook-broken", "l1fix play playbooks/outlook-broken.yml --target PC042 --param user=… --yes --ticket 1234"),
+        ("printer-missing", "l1fix play playbooks/printer-missing.yml --target PC042 --param printer=… --ticket 1234"),
+        ("user-locked-out", "l1fix play playbooks/user-locked-out.yml --target jdupont --ticket 1234"),
+        # its reboot step needs --yes only when the technician asks for a restart
+        ("slow-pc", "l1fix play playbooks/slow-pc.yml --target PC042 --ticket 1234"),
+    ],
+)
+def test_the_run_it_line_gives_what_the_playbook_needs(glpi, home, playbook, run_it):
+    data = publish(home, str(ROOT / "playbooks" / f"{playbook}.yml"), "--dry-run", "--json").json()
+    assert f"<h3>Run it</h3><p><code>{html.escape(run_it)}</code></p>" in data["answer"]
+
+
+def test_a_diagnosis_step_says_what_its_findings_do(glpi, home):
+    data = publish(home, str(ROOT / "playbooks" / "slow-pc.yml"), "--dry-run", "--json").json()
+    assert "on findings: escalate the ticket" in data["answer"]

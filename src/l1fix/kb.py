@@ -56,8 +56,7 @@ def build_article(
             _params_html(playbook),
             _steps_html(playbook),
             _escalation_html(playbook),
-            "<h3>Run it</h3>",
-            f"<p><code>l1fix play playbooks/{escape(Path(playbook.file).name)} --target PC042 --ticket 1234</code></p>",
+            f"<h3>Run it</h3><p><code>{escape(run_line(playbook))}</code></p>",
         ]
     )
     marker = marker_of(playbook.name)
@@ -68,6 +67,19 @@ def build_article(
         f"article, the next <code>l1fix kb publish</code> replaces it. {marker} {revision}</small></p>"
     )
     return KbArticle(name, body + footer, marker, revision, is_faq, category, entity_id, recursive)
+
+
+def run_line(playbook: Playbook) -> str:
+    """An example command: the playbook's required parameters, and --yes when a step asks for confirmation."""
+    from l1fix.playbook import steps_to_confirm
+
+    accounts = bool(playbook.applies_to) and all(kind.endswith("-user") for kind in playbook.applies_to)
+    words = ["l1fix play", f"playbooks/{Path(playbook.file).name}", "--target", "jdupont" if accounts else "PC042"]
+    words += [f"--param {p.name}=…" for p in playbook.params.values() if p.required]
+    defaults = {p.name: p.default for p in playbook.params.values() if not p.required}
+    if steps_to_confirm(playbook, defaults):
+        words.append("--yes")
+    return " ".join([*words, "--ticket 1234"])
 
 
 def _description(text: str) -> tuple[str, str]:
@@ -105,10 +117,17 @@ def _steps_html(playbook: Playbook) -> str:
         when = _code(step.when) if step.when else "always"
         rows.append(
             f"<tr><td>{number}</td><td>{escape(step.name or step.id)}</td><td><code>{escape(step.action)}</code></td>"
-            f"<td>{given}</td><td>{when}</td><td>{escape(ON_FAILURE.get(step.on_failure, step.on_failure))}</td></tr>"
+            f"<td>{given}</td><td>{when}</td><td>{escape(_on_failure(step))}</td></tr>"
         )
     head = "<tr><th>#</th><th>Step</th><th>Action</th><th>Parameters</th><th>When</th><th>On failure</th></tr>"
     return f"<h3>Steps</h3><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _on_failure(step: Any) -> str:
+    text = ON_FAILURE.get(step.on_failure, step.on_failure)
+    if step.on_findings != "continue":  # a diagnosis step: what its findings do
+        text += f"; on findings: {ON_FAILURE.get(step.on_findings, step.on_findings)}"
+    return text
 
 
 def _escalation_html(playbook: Playbook) -> str:

@@ -1024,14 +1024,11 @@ def run_playbook(
     if timeout_s <= 0:
         raise BadInput("the per-target timeout must be a number of seconds > 0")
     values = playbook.resolve_params(params)
-    if not dry_run and not yes:
-        actions = registry()
-        for step in playbook.steps:
-            action_cls = actions.get(step.action)
-            if action_cls is not None and action_cls.risk is Risk.CONFIRM and _may_run(step, values):
-                raise BadInput(
-                    f"step {step.id} runs {step.action}, which needs confirmation", hint="run the playbook with --yes"
-                )
+    risky = [] if dry_run or yes else steps_to_confirm(playbook, values)
+    if risky:
+        raise BadInput(
+            f"step {risky[0].id} runs {risky[0].action}, which needs confirmation", hint="run the playbook with --yes"
+        )
     fleet = _Fleet(
         playbook,
         names,
@@ -1054,6 +1051,16 @@ def run_playbook(
             if outcome.escalate and playbook.escalate:
                 outcome.escalation = {"to": playbook.escalate.to, "state": "no-ticket", "note": playbook.escalate.note}
     return outcomes
+
+
+def steps_to_confirm(playbook: Playbook, params: dict[str, Any]) -> list[Step]:
+    """The steps that run a risky action (Risk.CONFIRM) and may run with these parameters."""
+    actions = registry()
+    return [
+        step
+        for step in playbook.steps
+        if step.action in actions and actions[step.action].risk is Risk.CONFIRM and _may_run(step, params)
+    ]
 
 
 def _may_run(step: Step, params: dict[str, Any]) -> bool:
