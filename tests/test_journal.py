@@ -270,7 +270,8 @@ def test_no_secret_ever_reaches_the_file(journal: Journal) -> None:
         data = path.read_bytes()
         assert value.encode() not in data
         assert value.encode("utf-16-le") not in data
-    keeper.close()  # checkpoint into the main file
+    journal.close()
+    keeper.close()  # the last connection: checkpoint into the main file
     assert value.encode() not in journal.path.read_bytes()
     assert b"[redacted]" in journal.path.read_bytes()
 

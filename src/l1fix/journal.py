@@ -18,9 +18,10 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,10 +115,11 @@ _UPSERT = (
 
 
 class Journal:
-    """The run journal at `path`. A connection per call: safe across threads and processes."""
+    """The run journal at `path`. A connection per thread: safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._local = threading.local()
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.path.exists():
             self.path.touch(mode=0o600)  # -wal and -shm files take the same mode
@@ -155,14 +157,30 @@ class Journal:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise L1fixError(f"cannot open journal {self.path}: {exc}") from None
-        with closing(db):
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        """This thread's connection (autocommit), opened on first use and kept until close().
+
+        A fleet run writes twice per step from many threads: one connection per thread saves
+        an open and a close each time.
+        """
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:  # the timeout is SQLite's busy timeout: wait for another writer, then fail
+                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise L1fixError(f"cannot open journal {self.path}: {exc}") from None
             db.row_factory = sqlite3.Row
-            yield db
+            self._local.db = db
+        yield db
+
+    def close(self) -> None:
+        """Close this thread's connection; the last one closed folds the WAL into the file.
+
+        A thread's connection also closes when the thread ends or the Journal is dropped.
+        """
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            db.close()
 
     def start(self, result: RunResult) -> None:
         """Record a run before it executes (status "running", this process and host)."""

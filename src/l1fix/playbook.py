@@ -1300,6 +1300,12 @@ class _Fleet:
     # -- the worker threads
 
     def _work(self) -> None:
+        try:
+            self._work_on_queue()
+        finally:
+            self.journal.close()  # this worker thread's connection
+
+    def _work_on_queue(self) -> None:
         while True:
             with self.lock:
                 if self.cancel.is_set() or not self.queue:
