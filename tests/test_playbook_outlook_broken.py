@@ -27,9 +27,9 @@ HOSTILE = ["{{ target }}", "{% raw %}x", "$(Stop-Computer -Force)", "it's `whoam
 
 @pytest.fixture
 def messaging(lab: Any) -> Any:
-    """The lab, with the messaging team's level-2 group (GLPI: a child group N2 of Messaging)."""
-    parent = lab.glpi.add("Group", name="Messaging")
-    lab.glpi.add("Group", name="N2", groups_id=parent)
+    """The lab, which has the messaging team's level-2 group (GLPI: a child group N2 of Messaging)."""
+    [group] = [g for g in lab.glpi.items["Group"].values() if g.get("completename") == GROUP]
+    assert group["name"] == "N2"
     return lab
 
 

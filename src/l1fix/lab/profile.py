@@ -76,11 +76,13 @@ def start_lab(
 
 
 def seed_glpi(glpi: GlpiStandIn) -> None:
-    """A small helpdesk: callers, the level-2 group, categories and the demo ticket."""
+    """A small helpdesk: callers, the level-2 groups, categories and the demo ticket."""
     requester = glpi.add("User", name="jdupont", realname="Dupont", firstname="Jean")
     glpi.add("User", name="mleroy", realname="Leroy", firstname="Marie")
     glpi.add("User", name="n2-alice", realname="Martin", firstname="Alice")
     glpi.add("Group", name="Support N2", completename="Support N2")
+    messaging = glpi.add("Group", name="Messaging", completename="Messaging")
+    glpi.add("Group", name="N2", groups_id=messaging)  # "Messaging > N2": outlook-broken escalates there
     for category in ("Impression", "Messagerie", "Compte utilisateur", "Poste de travail"):
         glpi.add("ITILCategory", name=category, completename=category)
     glpi.add(
