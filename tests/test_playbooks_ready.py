@@ -95,6 +95,7 @@ def test_printer_missing_reconnects_for_every_user_and_leaves_a_connected_pc_alo
     targets = {line["target"]: line for line in lines if line["type"] == "target"}
     assert {name: t["status"] for name, t in targets.items()} == {"PC031": "fixed", "PC001": "already-ok"}
     assert [s["status"] for s in targets["PC031"]["steps"]] == ["already-ok", "fixed"]
+    assert targets["PC031"]["escalate"] is False
     paths = [(c.path, c.scope) for c in lab.simulator.hosts["PC031"].printers.connections]
     assert (HP_QUEUE, "machine") in paths
     [followup] = [f for f in lab.glpi.items["ITILFollowup"].values() if f["items_id"] == TICKET]
@@ -127,6 +128,7 @@ def test_printer_missing_escalates_what_l1_cannot_fix_and_removes_nothing(lab, h
     assert out.code == 1, out.stderr
     [target, summary] = [json.loads(line) for line in out.stdout.splitlines()]
     reconnect = target["steps"][1]
+    assert target["escalate"] is True  # the target's line comes first; the summary says it was done
     assert says in (reconnect["summary"] if reconnect["status"] == "failed" else reconnect["error"]["message"])
     assert summary["escalation"]["state"] == "escalated"
     after = [(c.path, c.scope, c.local_status) for c in lab.simulator.hosts[host].printers.connections]

@@ -968,6 +968,7 @@ class TargetOutcome:
             "error": {"kind": self.error.kind, "message": self.error.message} if self.error else None,
             "steps": [s.to_json() for s in self.steps],
             "suggestions": self.suggestions,
+            "escalate": self.escalate,  # streamed lines come before the escalation: the summary says how it went
             "escalation": self.escalation,
             "followup": self.followup,
         }
