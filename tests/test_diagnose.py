@@ -23,12 +23,12 @@ from l1fix.actions.diagnose import Diagnose, describe, suggest
 from l1fix.config import load_config
 from l1fix.lab import windows
 from l1fix.lab.scripts import ScriptError
-from l1fix.lab.windows import LabSimulator, Session, healthy_host, packaged_scripts
+from l1fix.lab.windows import Session, healthy_host, packaged_scripts
 from l1fix.runner import execute
 from l1fix.targets import shell
-from l1fix.targets.powershell import ARGUMENTS, COMMAND, build_stdin
 from sshd import Sshd, sshd  # noqa: F401
 from test_ssh import HOST, stuck_printer, write_home
+from twins import run_twin
 
 SH_SCRIPT = Path(__file__).parents[1] / "src" / "l1fix" / "actions" / "diagnose.sh"
 HOSTILE = ["it's", 'say "hi"', "$(Remove-Item C:\\ -Recurse)", "`whoami`", "a; Stop-Computer -Force", "ünïcødé"]
@@ -161,7 +161,7 @@ def test_sessions_console_rdp_and_disconnected(lab: Any) -> None:
         Session("CORP\\mleroy", "S-1-5-21-1-2-3-1022", 3),
     ]
     pc.diagnostics.session_states["CORP\\mleroy"] = "Disc"
-    sessions = _twin(pc, ["check"])["check"]["state"]["sessions"]
+    sessions = run_twin(pc, "diagnose", steps=["check"])["check"]["state"]["sessions"]
     assert [(s["user"], s["session"], s["state"]) for s in sessions] == [
         ("amartin", "console", "Active"),
         ("mleroy", "", "Disc"),
@@ -235,14 +235,14 @@ def test_the_technicians_time_cannot_be_given(lab: Any) -> None:
 
 @pytest.mark.parametrize("value", [*HOSTILE, "2026-13-45T99:99:99Z", ""])
 def test_a_hostile_technician_time_is_data_and_gives_no_skew(value: str) -> None:
-    data = _twin(healthy_host("PC100"), ["check"], technician_utc=value)
+    data = run_twin(healthy_host("PC100"), "diagnose", {"technician_utc": value}, ["check"])
     assert data["check"]["state"]["clock"]["skew_s"] is None
     assert data["check"]["state"]["clock"]["technician_utc"] is None
 
 
 def test_the_script_refuses_a_fix_step() -> None:
     pc = healthy_host("PC100")
-    data = _twin(pc, ["fix"])
+    data = run_twin(pc, "diagnose", steps=["fix"])
     assert data["error"].startswith("diagnose only reads: it has no fix step.")
     with pytest.raises(NotImplementedError):
         Diagnose().fix(None, None)  # type: ignore[arg-type]
@@ -256,7 +256,7 @@ def test_the_twins_keys_appear_in_the_powershell_script() -> None:
     _pc041(pc)
     _pc038(pc)
     pc.sessions.append(Session("CORP\\jdupont", "S-1-5-21-1-2-3-1013", 1))
-    state = _twin(pc, ["check"], technician_utc="2026-01-01T00:00:00Z")["check"]["state"]
+    state = run_twin(pc, "diagnose", {"technician_utc": "2026-01-01T00:00:00Z"}, ["check"])["check"]["state"]
     keys = set(state)
     for value in state.values():
         items = value if isinstance(value, list) else [value]
@@ -269,14 +269,6 @@ def test_the_twins_keys_appear_in_the_powershell_script() -> None:
     text = packaged_scripts()["diagnose"]
     missing = [k for k in sorted(keys) if not re.search(rf"\b{k}\b\s*=|\['{k}'\]|\.{k}\s*=", text)]
     assert missing == []
-
-
-def _twin(pc: Any, steps: list[str], **params: Any) -> dict[str, Any]:
-    sim = LabSimulator({pc.name: pc})
-    payload = {"action": "diagnose", "steps": steps, "params": params, "before": None}
-    script = packaged_scripts()["diagnose"]
-    outcome = sim.run_command(pc.name, COMMAND, list(ARGUMENTS), build_stdin(script, payload))
-    return json.loads(outcome.stdout)
 
 
 def test_the_cli_prints_json_and_exits_6_on_findings(lab: Any) -> None:

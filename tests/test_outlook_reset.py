@@ -16,20 +16,11 @@ from l1fix.lab.windows import LabSimulator, TempFile, UserProfile, healthy_host,
 from l1fix.runner import execute
 from l1fix.targets.powershell import ARGUMENTS, COMMAND, build_stdin
 from l1fix.tickets.followup import render
+from twins import HOSTILE_LOGINS
 
 SCRIPT = packaged_scripts()["outlook_reset"]
 LIBRARY = packaged_library()
 DATA = "C:\\Users\\{}\\AppData\\Local\\Microsoft\\Outlook"
-HOSTILE_LOGINS = [
-    "it's",
-    'say "hi"',
-    "$(Remove-Item C:\\ -Recurse)",
-    "`$env:PATH`",
-    "a; Stop-Computer -Force",
-    "CORP\\' + (iex 'calc') + '",
-    "..\\..\\Windows",
-    "ünïcødé [x]*?",
-]
 
 
 def run(lab: Any, target: str, confirm: Any = None, **params: Any):

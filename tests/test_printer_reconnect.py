@@ -6,7 +6,6 @@ Device URIs in the CUPS tests point to this machine only (file:///dev/null, sock
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,12 @@ from conftest import run_cli
 from cups import Cupsd, cupsd  # noqa: F401
 from l1fix.config import load_config
 from l1fix.lab.printers import Connection, ServerQueue
-from l1fix.lab.windows import LabSimulator, Session, healthy_host, packaged_library, packaged_scripts
+from l1fix.lab.windows import Session, healthy_host, packaged_library, packaged_scripts
 from l1fix.runner import execute
-from l1fix.targets.powershell import ARGUMENTS, COMMAND, build_stdin
 from sshd import Sshd, sshd  # noqa: F401
 from test_ssh import HOST as LINUX_HOST
 from test_ssh import write_home
+from twins import HOSTILE_LOGINS, run_twin
 
 HP = "\\\\print01\\HP-3rd-floor"
 CANON = "\\\\print01\\Canon-2nd"
@@ -31,7 +30,6 @@ ACCOUNTING = "\\\\print02\\Accounting"
 JDUPONT_SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
 ZEBRA = {"printer": "10.20.30.41", "driver": "ZDesigner ZD421-203dpi ZPL", "name": "Zebra ZD421"}
 HOSTILE_QUEUES = ["it's", "$(Stop-Computer -Force)", "`whoami`", "ünïcødé € 中文", "a & b (2)", "%PATH% 'x'"]
-HOSTILE_LOGINS = ["it's", "$(Remove-Item C:\\ -Recurse)", "`$env:PATH`", "CORP\\' + (iex 'calc') + '", "ünï [x]*?"]
 
 
 def run(lab: Any, target: str, **params: Any):
@@ -292,19 +290,12 @@ def test_through_the_cli(lab: Any) -> None:
     assert out.code == 1 and "does not answer on TCP port 445" in out.stderr
 
 
-def _twin(sim: LabSimulator, host: str, steps: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    payload = {"action": "test", "steps": steps, "params": params, "before": None}
-    script = packaged_scripts()["printer_reconnect"]
-    outcome = sim.run_command(host, COMMAND, list(ARGUMENTS), build_stdin(script, payload))
-    return json.loads(outcome.stdout)
-
-
 def test_problem_hosts_leave_the_others_healthy(lab: Any) -> None:
     sim = lab.simulator
     not_ok = []
     errors = []
     for name in sim.hosts:
-        data = _twin(sim, name, ["check"], {"printer": HP})
+        data = run_twin((sim, name), "printer_reconnect", {"printer": HP}, ["check"])
         if "error" in data:
             errors.append(name)
         elif not data["check"]["ok"]:
@@ -323,7 +314,7 @@ def test_twin_keys_appear_in_the_powershell_script(params: dict[str, str]) -> No
     host = healthy_host("PC100")
     host.sessions.append(Session("CORP\\jdupont", JDUPONT_SID, 2))
     host.printers.connections.append(Connection(CANON, local_status="Offline"))
-    data = _twin(LabSimulator({"PC100": host}), "PC100", ["check", "fix", "verify"], params)
+    data = run_twin(host, "printer_reconnect", params)
     keys = set(data["check"]) | set(data["check"]["state"]) | set(data["fix"]) | set(data["verify"]["state"])
     text = packaged_scripts()["printer_reconnect"] + packaged_library()
     missing = [k for k in sorted(keys) if not re.search(rf"\b{k}\b\s*=|\['{k}'\]", text)]

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import run_cli
 from l1fix.lab.power import ShutdownEvent, native_argument, split_command_line
-from l1fix.lab.windows import LabSimulator, Session, healthy_host, packaged_library, packaged_scripts
+from l1fix.lab.windows import Session, healthy_host, packaged_library, packaged_scripts
 from l1fix.runner import execute
-from l1fix.targets.powershell import ARGUMENTS, COMMAND, build_stdin
 from l1fix.tickets.followup import render
+from twins import run_twin
 
 SCRIPT = packaged_scripts()["reboot"]
 LIBRARY = packaged_library()
@@ -242,18 +242,12 @@ def test_the_action_is_listed_as_needing_confirmation(home: Any) -> None:
 # --------------------------------------------------------------------------- the script itself
 
 
-def _twin(pc: Any, steps: list[str], **params: Any) -> dict[str, Any]:
-    payload = {"action": "test", "steps": steps, "params": params, "before": None}
-    outcome = LabSimulator({pc.name: pc}).run_command(pc.name, COMMAND, list(ARGUMENTS), build_stdin(SCRIPT, payload))
-    return json.loads(outcome.stdout)
-
-
 @pytest.mark.parametrize(
     "params", [{"notice-minutes": 0, "message": "x"}, {"notice-minutes": 5, "message": ""}, {"notice-minutes": 5}]
 )
 def test_the_script_refuses_an_instant_or_silent_restart_on_its_own(params: dict[str, Any]) -> None:
     pc = healthy_host("PC100")
-    data = _twin(pc, ["check", "fix", "verify"], **params)
+    data = run_twin(pc, "reboot", params)
     assert "error" in data and "check" not in data
     assert pc.power.command_lines == []
 
@@ -264,7 +258,7 @@ def test_twin_keys_appear_in_the_powershell_script() -> None:
     pc.power.events.append(ShutdownEvent(1074, datetime.now(UTC) - timedelta(days=9), "x"))
     keys: set[str] = set()
     for params in (NOTICE, {"cancel": True}):
-        data = _twin(pc, ["check", "fix", "verify"], **params)
+        data = run_twin(pc, "reboot", params)
         keys |= set(data["check"]) | set(data["check"]["state"]) | set(data["fix"]) | set(data["verify"]["state"])
         keys |= set(data["check"]["state"]["pending"] or {})
     missing = [k for k in sorted(keys) if not re.search(rf"\b{k}\b\s*=|\['{k}'\]", SCRIPT + LIBRARY)]

@@ -12,19 +12,11 @@ from conftest import run_cli
 from l1fix.lab.windows import LabSimulator, Session, TempFile, healthy_host, packaged_library, packaged_scripts
 from l1fix.runner import execute
 from l1fix.targets.powershell import ARGUMENTS, COMMAND, build_stdin
+from twins import HOSTILE_LOGINS, run_twin
 
 SCRIPTS = packaged_scripts()
 LIBRARY = packaged_library()
 ALL_STEPS = ["check", "fix", "verify"]
-HOSTILE_LOGINS = [
-    "it's",
-    'say "hi"',
-    "$(Remove-Item C:\\ -Recurse)",
-    "`$env:PATH`",
-    "a; Stop-Computer -Force",
-    "CORP\\' + (iex 'calc') + '",
-    "ünïcødé [x]*?",
-]
 
 
 def run(lab: Any, action: str, target: str, **params: Any):
@@ -69,7 +61,7 @@ def test_dns_flush_that_leaves_the_cache_as_it_was_fails() -> None:
     pc = healthy_host("PC100")
     pc.dns_cache = ["a.corp.local", "b.corp.local"]
     pc.dns_relookups = ["a.corp.local", "b.corp.local", "c.corp.local"]  # more than before
-    data = _twin(LabSimulator({"PC100": pc}), "PC100", "dns_flush")
+    data = run_twin(pc, "dns_flush")
     assert data["fix"]["flushed"] is True
     assert data["verify"]["ok"] is False and "not emptied" in data["verify"]["summary"]
 
@@ -192,19 +184,13 @@ def test_the_actions_are_listed(home: Any) -> None:
 # --------------------------------------------------------------------------- twins and scripts agree
 
 
-def _twin(sim: LabSimulator, name: str, script: str, **params: Any) -> dict[str, Any]:
-    payload = {"action": "test", "steps": ALL_STEPS, "params": params, "before": None}
-    outcome = sim.run_command(name, COMMAND, list(ARGUMENTS), build_stdin(SCRIPTS[script], payload))
-    return json.loads(outcome.stdout)
-
-
 @pytest.mark.parametrize(("script", "params"), [("dns_flush", {}), ("gpupdate", {"user": "jdupont"})])
 def test_twin_keys_appear_in_the_powershell_script(script: str, params: dict[str, Any]) -> None:
     """A cheap guard against drift: every key a twin returns is written in its .ps1."""
     pc = healthy_host("PC100")
     pc.dns_cache = ["a.corp.local"]
     pc.sessions.append(Session("CORP\\jdupont", "S-1-5-21-1-2-3-1013", 2))
-    data = _twin(LabSimulator({"PC100": pc}), "PC100", script, **params)
+    data = run_twin(pc, script, params)
     keys = set(data["check"]) | set(data["check"]["state"]) | set(data["fix"]) | set(data["verify"])
     keys |= set(data["verify"]["state"])
     text = SCRIPTS[script] + LIBRARY
@@ -311,7 +297,7 @@ def test_temp_clean_through_the_cli(lab: Any) -> None:
 def test_temp_clean_twin_keys_appear_in_the_powershell_script(script: str) -> None:
     pc = healthy_host("PC100")
     pc.files = [TempFile("C:\\Windows\\Temp\\a.log", 10, 5)]
-    data = _twin(LabSimulator({"PC100": pc}), "PC100", script)
+    data = run_twin(pc, script)
     keys = set(data["check"]) | set(data["check"]["state"]) | set(data["fix"]) | set(data["verify"])
     keys |= set(data["verify"]["state"]) | set(data["check"]["state"]["folders"][0])
     text = SCRIPTS[script] + LIBRARY
