@@ -662,3 +662,13 @@ def test_with_ssh_checks_overrides(home: Path, overrides: dict, message: str) ->
     with pytest.raises(BadInput, match=message) as err:
         load_config().with_ssh(**overrides)
     assert "per-host ssh settings" in str(err.value) and "q1w2e3r4t5" not in str(err.value)
+
+
+def test_the_default_command_timeout_lets_every_fix_use_its_own():
+    """command_timeout_s only lowers a fix's own timeout: by default no fix is cut short."""
+    from l1fix.action import registry
+    from l1fix.config import SshSettings, WinRMSettings
+
+    longest = max(getattr(cls, "timeout_s", 0.0) for cls in registry().values())
+    assert longest >= 600  # temp-clean walks whole Temp folders
+    assert WinRMSettings().command_timeout_s >= longest and SshSettings().command_timeout_s >= longest

@@ -41,6 +41,11 @@ def home_dir() -> Path:
     return home
 
 
+# The longest one script may run on a host. Each fix has its own, shorter timeout (spooler-restart
+# 120 s, temp-clean 600 s): a profile's command_timeout_s only lowers it.
+COMMAND_TIMEOUT_S = 600.0
+
+
 @dataclass(frozen=True)
 class WinRMSettings:
     """How to reach Windows hosts over WinRM; per-host overrides come from the inventory."""
@@ -54,7 +59,7 @@ class WinRMSettings:
     password: str | None = None  # a credential reference, never the password itself
     operation_timeout_s: int = 20
     read_timeout_s: int = 30
-    command_timeout_s: float = 120.0
+    command_timeout_s: float = COMMAND_TIMEOUT_S
 
     @property
     def effective_port(self) -> int:
@@ -171,7 +176,7 @@ class SshSettings:
     user_known_hosts: bool = False  # also trust the keys in ~/.ssh/known_hosts (read, never written)
     trust_new_host: bool = False  # record the key of a host met for the first time instead of refusing it
     connect_timeout_s: float = 10.0
-    command_timeout_s: float = 120.0
+    command_timeout_s: float = COMMAND_TIMEOUT_S
     sudo: bool = True  # a login other than root runs scripts with `sudo -n` (never asks a password)
 
 
