@@ -97,6 +97,16 @@ def test_outlook_running_for_the_user_is_refused(lab: Any) -> None:
     assert snapshot(pc) == before and pc.outlook.backups == {} and pc.outlook.processes == {7312: pc.profiles[0].sid}
 
 
+def test_a_dry_run_while_outlook_runs_says_it_must_be_closed(lab: Any) -> None:
+    pc = host(lab, "PC025")
+    before = snapshot(pc)
+    result = execute("outlook-reset", "PC025", {"user": "amartin"}, config=lab.config, dry_run=True)
+    assert result.status == "skipped" and result.exit_code == 0
+    assert result.before["outlook_running"] is True
+    assert "Outlook must be closed first" in result.summary and "--close-outlook" in result.summary
+    assert snapshot(pc) == before and pc.outlook.backups == {}
+
+
 def test_close_outlook_closes_it_then_resets(lab: Any) -> None:
     pc = host(lab, "PC025")
     result = run(lab, "PC025", user="amartin", **{"close-outlook": True})

@@ -14,7 +14,8 @@
              Reset: ok = no profile key, no DefaultProfile and no OST (or params.keep-ost):
              Outlook has nothing to start from, it creates a new profile anyway.
              Undo: never ok; an error when there is no backup to restore.
-             Outlook running for the user: an error, unless params.close-outlook.
+             Outlook running for the user: said in the summary; the fix refuses (an error, nothing
+             written) unless params.close-outlook.
     fix    : reset: create the backup folder
              C:\ProgramData\l1fix\backup\outlook\<profile folder>\<UTC time>\ - when it cannot be
              written (read-only disk, rights) the fix stops there, nothing closed or removed; close
@@ -295,7 +296,8 @@ function Get-CheckObservation {
         }
     }
     if (-not $ok -and $State.outlook_running -and -not $Settings.CloseOutlook) {
-        throw "Outlook is running for $($State.user) (process $($State.outlook_process_ids -join ', ')): ask the user to close it, or run again with --close-outlook."
+        # Not an error yet: a dry run says so; the fix refuses before it writes anything.
+        $summary += " Outlook must be closed first: ask the user to close it, or run again with --close-outlook."
     }
     return [ordered]@{ ok = $ok; state = $State; summary = $summary }
 }
@@ -341,6 +343,9 @@ function Invoke-OutlookReset {
         ost_not_renamed  = @()
         pst_untouched    = @($files.pst)
         outlook_closed   = @()
+    }
+    if (-not $Settings.CloseOutlook) {
+        Assert-OutlookClosed -UserProfile $userProfile -Close $false | Out-Null  # refuse before anything is written
     }
     $hive = Mount-UserHive -UserProfile $userProfile
     try {

@@ -310,7 +310,7 @@ def outlook_check(state: dict[str, Any], settings: dict[str, Any]) -> dict[str, 
                 f"registry hive {state['hive']}.{running}"
             )
     if not ok and ids and not settings["close_outlook"]:
-        raise ScriptError(_running_text(state["user"], ids))
+        summary += " Outlook must be closed first: ask the user to close it, or run again with --close-outlook."
     return {"ok": ok, "state": state, "summary": summary}
 
 
@@ -361,6 +361,8 @@ def outlook_reset(host: WindowsHost, settings: dict[str, Any]) -> dict[str, Any]
         "pst_untouched": list(files["pst"]),
         "outlook_closed": [],
     }
+    if not settings["close_outlook"]:
+        assert_outlook_closed(host, user, False)  # refuse before anything is written
     hive = mount_user_hive(host, user)
     try:
         try:
