@@ -279,6 +279,7 @@ def test_resolve_file_missing(tmp_path: Path) -> None:
 
 
 def test_resolve_prompt_needs_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("l1fix.config._PROMPTED", {})
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(BadInput, match="terminal"):
         resolve_secret("prompt", "WinRM password for PC042")
@@ -290,10 +291,41 @@ def test_resolve_prompt_uses_getpass(monkeypatch: pytest.MonkeyPatch) -> None:
             return True
 
     asked: list[str] = []
+    monkeypatch.setattr("l1fix.config._PROMPTED", {})
     monkeypatch.setattr(sys, "stdin", Tty())
     monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "typed-pw")
     assert resolve_secret("prompt", "WinRM password for PC042").reveal() == "typed-pw"
     assert asked == ["WinRM password for PC042: "]
+
+
+def test_a_fleet_run_prompts_once_per_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty targets connecting at once: one prompt for the WinRM password, one for the SSH key."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    asked: list[str] = []
+    at_once = threading.Semaphore(1)
+
+    def getpass(prompt: str) -> str:
+        assert at_once.acquire(blocking=False), "two prompts at the same time"
+        try:
+            asked.append(prompt)
+            return f"typed for {prompt}"
+        finally:
+            at_once.release()
+
+    monkeypatch.setattr("l1fix.config._PROMPTED", {})
+    monkeypatch.setattr(sys, "stdin", Tty())
+    monkeypatch.setattr("getpass.getpass", getpass)
+    labels = ["WinRM password for CORP\\tech", "passphrase of SSH key /k"] * 20
+    with ThreadPoolExecutor(20) as pool:
+        values = list(pool.map(lambda label: resolve_secret("prompt", label).reveal(), labels))
+    assert sorted(asked) == ["WinRM password for CORP\\tech: ", "passphrase of SSH key /k: "]
+    assert values == [f"typed for {label}: " for label in labels]
 
 
 def test_resolve_unknown_form_does_not_echo() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -670,16 +671,26 @@ def _from_file(path: Path, label: str) -> str:
     return value
 
 
+# What the technician typed, by label, for this process: a fleet run's targets share one answer.
+_PROMPTED: dict[str, str] = {}
+_PROMPT_LOCK = threading.Lock()
+
+
 def _from_prompt(label: str) -> str:
+    """Ask once per label and process (one prompt at a time, whatever the number of targets)."""
     import getpass
     import sys
 
-    if sys.stdin is None or not sys.stdin.isatty():
-        raise BadInput(f"{label}: cannot prompt without a terminal", hint="use env:, keyring: or file:")
-    try:
-        value = getpass.getpass(f"{label}: ")
-    except EOFError:
-        value = ""
-    if not value:
-        raise BadInput(f"{label}: no password entered")
-    return value
+    with _PROMPT_LOCK:
+        if label in _PROMPTED:
+            return _PROMPTED[label]
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise BadInput(f"{label}: cannot prompt without a terminal", hint="use env:, keyring: or file:")
+        try:
+            value = getpass.getpass(f"{label}: ")
+        except EOFError:
+            value = ""
+        if not value:
+            raise BadInput(f"{label}: no password entered")
+        _PROMPTED[label] = value
+        return value
