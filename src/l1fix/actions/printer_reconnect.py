@@ -1,4 +1,4 @@
-"""printer-reconnect: remove and re-add a printer, verify it is there and ready.
+"""printer-reconnect: reconnect a network printer (removed and re-added, or a CUPS queue set right), verify it is ready.
 
 Windows (WinRM): a print server's queue `\\\\server\\queue`, connected machine-wide (every user
 of the PC, `printui /ga`) or, with --user, for one logged-on user in their own session; or a
@@ -82,7 +82,7 @@ class PrinterReconnect(ScriptAction):
     """
 
     name = "printer-reconnect"
-    summary = "Remove and re-add a network printer (print server queue, TCP/IP or CUPS), verify it is ready"
+    summary = "Reconnect a network printer (print server queue, TCP/IP or CUPS queue), verify it is ready"
     params = (
         Param("printer", r"\\server\queue, or a TCP/IP printer's address (Windows); a CUPS queue (Linux, macOS)",
               validate=_printer),
