@@ -243,10 +243,11 @@ def test_health_check_with_safe_fixes_fixes_what_it_may_and_leaves_the_rest(lab)
     assert statuses(by_target["PC036"])["temp_clean"] == "fixed"
     pc041_steps = statuses(by_target["PC041"])
     assert pc041_steps["gpupdate"] == "fixed" and pc041_steps["spooler"] == "skipped"
+    assert pc041_steps["dns_flush"] == "fixed" and pc041.dns_cache == []  # the stale answer is gone
     assert pc041_steps["recheck"] == "findings"
     assert pc041.services["WSearch"].state == "Stopped"  # service restarts are not a health check's
     left = {s["action"] for s in by_target["PC041"]["suggestions"]}
-    assert "gpupdate" not in left and "service-restart" in left and None in left
+    assert {"gpupdate", "dns-flush"}.isdisjoint(left) and "service-restart" in left and None in left
     assert summary["statuses"] == {"already-ok": 1, "fixed": 2, "findings": 1}
 
 

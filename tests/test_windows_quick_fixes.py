@@ -201,7 +201,7 @@ def test_twin_keys_appear_in_the_powershell_script(script: str, params: dict[str
 def test_new_problem_hosts_leave_the_others_healthy(lab: Any) -> None:
     sim = lab.simulator
     dns_not_ok = [h for h in sim.hosts if not _check(sim, h, "dns_flush")["ok"]]
-    assert dns_not_ok == ["PC011", "PC012"]
+    assert dns_not_ok == ["PC011", "PC012", "PC041"]  # PC041: a stale answer cached (lab/diagnostics.py)
     assert [h for h, pc in sim.hosts.items() if pc.sessions] == ["PC016", "PC017"]
     assert [h for h, pc in sim.hosts.items() if pc.gpupdate_exit_code] == ["PC017"]
 

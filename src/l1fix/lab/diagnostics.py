@@ -21,7 +21,8 @@ nothing pending, no event. Problem hosts:
 - PC040: clock 7 min 30 s ahead of the technician's → escalate (time sync).
 - PC041: several at once: C: 3 % free → temp-clean; WSearch stopped (exit code 1067) →
   service-restart --service WSearch; CorpAgent (not on the allow-list) stopped → escalate; policy
-  3 days old → gpupdate; the domain does not resolve although DNS answers → dns-flush; 3 critical
+  3 days old → gpupdate; the domain does not resolve although DNS answers (a stale negative answer
+  in the DNS Client cache: dns-flush makes it resolve) → dns-flush; 3 critical
   events (Kernel-Power 41) → escalate. (No session and no print job: the other simulations' fleet
   checks count those.)
 
@@ -87,7 +88,10 @@ class DiagnosticsState:
     dns_servers: list[str] = field(default_factory=lambda: ["10.0.0.5", "10.0.0.6"])
     unreachable: list[str] = field(default_factory=list)  # addresses that do not answer a ping
     domain: str = "corp.example.com"
-    domain_resolves: bool = True
+    domain_resolves: bool = True  # False: the DNS servers do not answer for it
+    # Names the DNS Client cache holds a stale (negative) answer for: they do not resolve while
+    # they are in host.dns_cache, so dns-flush (which empties it) makes them resolve again.
+    stale_names: list[str] = field(default_factory=list)
     clock_offset_s: float = 0.0  # the PC's clock minus true time
     events: list[Event] = field(default_factory=list)
 
@@ -188,8 +192,10 @@ def _network(host: WindowsHost, probe: bool) -> dict[str, Any]:
         return network
     roles = [(sim.gateway, "gateway"), *((a, "dns") for a in sim.dns_servers)]
     network["reachable"] = [{"address": a, "role": role, "reachable": a not in sim.unreachable} for a, role in roles]
-    lookup: dict[str, Any] = {"name": sim.domain, "ok": sim.domain_resolves, "error": None}
-    if not sim.domain_resolves:
+    cached_stale = {n.casefold() for n in sim.stale_names} & {n.casefold() for n in host.dns_cache}
+    resolves = sim.domain_resolves and sim.domain.casefold() not in cached_stale
+    lookup: dict[str, Any] = {"name": sim.domain, "ok": resolves, "error": None}
+    if not resolves:
         lookup["error"] = "No such host is known"
     network["name_resolution"] = lookup
     return network
@@ -296,7 +302,8 @@ def _pc041(host: WindowsHost) -> None:
     host.add_service(Service("CorpAgent", "Corp inventory agent", "Stopped"))
     sim.service_exit_codes["CorpAgent"] = 1
     host.gp_last_refresh["Machine"] = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
-    sim.domain_resolves = False
+    sim.stale_names.append(sim.domain)  # a negative answer cached while a DNS server was down
+    host.dns_cache.append(sim.domain)
     sim.events += [
         Event(
             "Microsoft-Windows-Kernel-Power", 41, 1, h, "The system has rebooted without cleanly shutting down first."
