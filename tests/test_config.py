@@ -195,6 +195,21 @@ def test_bad_profile_values(home: Path) -> None:
         load_config()
 
 
+@pytest.mark.parametrize(
+    ("entry", "meant"), [("linx:cups", "linux:cups"), ("MacOS:org.cups.cupsd", "macos:org.cups.cupsd")]
+)
+def test_a_misspelt_os_prefix_in_the_allow_list_is_refused(home: Path, entry: str, meant: str) -> None:
+    write_config(home, f'[profiles.default]\nallowed_services = ["Spooler", "{entry}"]\n')
+    with pytest.raises(BadInput, match="is not windows, linux or macos") as info:
+        load_config()
+    assert info.value.hint == f"did you mean {meant!r}?"
+
+
+def test_an_allow_list_name_with_a_colon_that_is_no_prefix_is_kept(home: Path) -> None:
+    write_config(home, '[profiles.default]\nallowed_services = ["linux:cups", "Vendor:Agent"]\n')
+    assert load_config().allowed_services == ("linux:cups", "Vendor:Agent")
+
+
 def test_malformed_toml(home: Path) -> None:
     write_config(home, "[profiles.lab\n")
     with pytest.raises(BadInput, match="malformed TOML.*line 1"):

@@ -272,15 +272,7 @@ def _build_config(
     else:
         raise BadInput(f"{where}: inventory must be a file path")
 
-    services = table.get("allowed_services")
-    if services is None:
-        from l1fix.actions.service import DEFAULT_ALLOWED_SERVICES
-
-        allowed = tuple(DEFAULT_ALLOWED_SERVICES)
-    elif isinstance(services, list) and all(isinstance(s, str) and s.strip() for s in services):
-        allowed = tuple(s.strip() for s in services)
-    else:
-        raise BadInput(f"{where}: allowed_services must be a list of service names")
+    allowed = _allowed_services(table.get("allowed_services"), where)
 
     winrm_table = table.get("winrm", {})
     if not isinstance(winrm_table, dict):
@@ -306,6 +298,26 @@ def _build_config(
         ldap=ldap,
         graph=graph,
     )
+
+
+def _allowed_services(services: Any, where: str) -> tuple[str, ...]:
+    """The profile's service allow-list (the default one when absent); a misspelt OS prefix is refused."""
+    from l1fix.actions.service import DEFAULT_ALLOWED_SERVICES, misspelt_prefix
+
+    if services is None:
+        return tuple(DEFAULT_ALLOWED_SERVICES)
+    if not isinstance(services, list) or not all(isinstance(s, str) and s.strip() for s in services):
+        raise BadInput(f"{where}: allowed_services must be a list of service names")
+    allowed = tuple(s.strip() for s in services)
+    for entry in allowed:
+        meant = misspelt_prefix(entry)
+        if meant:
+            prefix = entry.partition(":")[0]
+            raise BadInput(
+                f"{where}: allowed_services: {entry!r}: {prefix!r} is not windows, linux or macos",
+                hint=f"did you mean {meant!r}?",
+            )
+    return allowed
 
 
 def _table(table: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:

@@ -35,6 +35,17 @@ def allowed_on(os_kind: str, allowed: tuple[str, ...]) -> list[str]:
     return names
 
 
+def misspelt_prefix(entry: str) -> str | None:
+    """The entry as it was probably meant when its prefix is close to, but not, an OS name (`linx:cups`)."""
+    import difflib
+
+    prefix, sep, name = entry.partition(":")
+    if not sep or prefix in OS_PREFIXES:
+        return None
+    close = difflib.get_close_matches(prefix.lower(), OS_PREFIXES, n=1, cutoff=0.6)
+    return f"{close[0]}:{name}" if close else None
+
+
 def is_allowed(name: str, os_kind: str, allowed: tuple[str, ...]) -> bool:
     """Windows service names are case-insensitive; systemd units, init.d scripts and launchd labels are exact."""
     names = allowed_on(os_kind, allowed)
