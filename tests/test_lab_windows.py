@@ -32,6 +32,7 @@ from l1fix.targets.powershell import (
     encode_data,
     split_stdin,
 )
+from twins import run_twin
 
 SCRIPTS = packaged_scripts()
 LIBRARY = packaged_library()
@@ -374,3 +375,21 @@ def test_twin_keys_appear_in_the_powershell_script(script: str, params: dict[str
     text = SCRIPTS[script] + LIBRARY  # shared state keys (Get-ServiceState) are written in _common.ps1
     missing = [k for k in sorted(keys) if not re.search(rf"\b{k}\b\s*=|\['{k}'\]", text)]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("script", "name", "what"),
+    [
+        ("service", "service", "a service name"),
+        ("outlook_reset", "user", "the login whose Outlook profile to reset"),
+        ("printer_reconnect", "printer", "\\\\server\\queue, or a TCP/IP printer's address"),
+    ],
+)
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_missing_required_parameter_is_named(script: str, name: str, what: str, value: str | None) -> None:
+    """Get-RequiredParam in the script, required_param in its twin: one error naming the parameter."""
+    data = run_twin(healthy_host("PC100"), script, {name: value})
+    assert data["error"].startswith(f"The parameter '{name}' ({what}) is missing.")
+    assert "check" not in data
+    text = packaged_scripts()[script]
+    assert f"Get-RequiredParam -Request $Request -Name '{name}'" in text

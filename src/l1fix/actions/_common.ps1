@@ -77,6 +77,16 @@ function Get-Param {
     return $property.Value
 }
 
+function Get-RequiredParam {
+    # A parameter the script cannot run without, as a string; an error naming it when absent or empty.
+    param($Request, [string]$Name, [string]$What)
+    $value = [string](Get-Param -Request $Request -Name $Name -Default '')
+    if ($value -eq '') {
+        throw "The parameter '$Name' ($What) is missing."
+    }
+    return $value
+}
+
 function Format-Count {
     param([int]$Count, [string]$Noun)
     if ($Count -eq 1) {

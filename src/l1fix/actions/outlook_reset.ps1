@@ -39,7 +39,7 @@
     The login is data only: translated to a SID and compared, never part of code, of a path or
     of a command line (backup folders are named after the profile folder Windows reports).
 
-    From _common.ps1: Invoke-L1fixSteps, Get-Param, Format-Count, Invoke-Native.
+    From _common.ps1: Invoke-L1fixSteps, Get-Param, Get-RequiredParam, Format-Count, Invoke-Native.
 #>
 param([Parameter(Mandatory = $true)][string]$Request)
 
@@ -530,10 +530,7 @@ function Get-VerifyObservation {
 
 Invoke-L1fixSteps -EncodedRequest $Request -Prepare {
     param($Request)
-    $user = [string](Get-Param -Request $Request -Name 'user' -Default '')
-    if ($user -eq '') {
-        throw "The parameter 'user' (the login whose Outlook profile to reset) is missing."
-    }
+    $user = Get-RequiredParam -Request $Request -Name 'user' -What 'the login whose Outlook profile to reset'
     $mode = 'reset'
     if ([bool](Get-Param -Request $Request -Name 'undo' -Default $false)) {
         $mode = 'undo'

@@ -32,7 +32,7 @@
     quoted argument for printui (the path holds no double quote: Split-PrinterPath).
 
     From _common.ps1 (sent ahead of this script, which also sets $ErrorActionPreference = 'Stop'):
-    Invoke-L1fixSteps, Get-Param, Get-ServiceByName, Stop-ServiceTree, Start-ServiceAndWait,
+    Invoke-L1fixSteps, Get-Param, Get-RequiredParam, Get-ServiceByName, Stop-ServiceTree, Start-ServiceAndWait,
     Start-Dependents, ConvertTo-NativeArgument, Invoke-Native, Get-LoggedOnUsers, Find-Session,
     Get-UserSid, Invoke-AsLoggedOnUser.
 #>
@@ -402,10 +402,7 @@ function Invoke-TcpFix {
 
 Invoke-L1fixSteps -EncodedRequest $Request -Prepare {
     param($Request)
-    $printer = [string](Get-Param -Request $Request -Name 'printer' -Default '')
-    if ($printer -eq '') {
-        throw "The parameter 'printer' (\\server\queue, or a TCP/IP printer's address) is missing."
-    }
+    $printer = Get-RequiredParam -Request $Request -Name 'printer' -What "\\server\queue, or a TCP/IP printer's address"
     $path = Split-PrinterPath -Printer $printer
     $name = [string](Get-Param -Request $Request -Name 'name' -Default $printer)
     $driver = [string](Get-Param -Request $Request -Name 'driver' -Default '')

@@ -15,7 +15,7 @@
     and never made part of code or of a command line.
 
     From _common.ps1 (sent ahead of this script, which also sets $ErrorActionPreference = 'Stop'):
-    Invoke-L1fixSteps (decodes the input, runs the steps, writes the JSON), Get-Param,
+    Invoke-L1fixSteps (decodes the input, runs the steps, writes the JSON), Get-Param, Get-RequiredParam,
     Get-ServiceByName, Get-ServiceState, Stop-ServiceTree, Start-ServiceAndWait, Start-Dependents.
 #>
 param([Parameter(Mandatory = $true)][string]$Request)
@@ -110,10 +110,7 @@ function Invoke-ServiceFix {
 
 Invoke-L1fixSteps -EncodedRequest $Request -Prepare {
     param($Request)
-    $name = [string](Get-Param -Request $Request -Name 'service' -Default '')
-    if ($name -eq '') {
-        throw "The parameter 'service' (a service name) is missing."
-    }
+    $name = Get-RequiredParam -Request $Request -Name 'service' -What 'a service name'
     @{
         Name    = $name
         Timeout = [TimeSpan]::FromSeconds([double](Get-Param -Request $Request -Name 'timeout_s' -Default 60))

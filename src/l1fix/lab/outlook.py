@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from l1fix.lab.scripts import Clock, ScriptError, Twin, as_string, count, param, run_steps
+from l1fix.lab.scripts import Clock, ScriptError, Twin, count, param, required_param, run_steps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,9 +73,7 @@ class OutlookState:
 
 def run_outlook_reset(host: WindowsHost, request: dict[str, Any], clock: Clock) -> dict[str, Any]:
     """outlook_reset.ps1."""
-    user = as_string(param(request, "user", ""))
-    if user == "":
-        raise ScriptError("The parameter 'user' (the login whose Outlook profile to reset) is missing.")
+    user = required_param(request, "user", "the login whose Outlook profile to reset")
     before = request.get("before") if isinstance(request.get("before"), dict) else {}
     settings: dict[str, Any] = {
         "user": user,

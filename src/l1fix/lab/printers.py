@@ -38,6 +38,7 @@ from l1fix.lab.scripts import (
     as_string,
     find_session,
     param,
+    required_param,
     restart_dependents,
     run_steps,
     start_and_wait,
@@ -125,9 +126,7 @@ def standard_servers() -> dict[str, PrintServer]:
 
 def run_printer_reconnect(host: WindowsHost, request: dict[str, Any], clock: Clock) -> dict[str, Any]:
     """printer_reconnect.ps1: a print server's queue (machine-wide or one user's), or a TCP/IP printer."""
-    printer = as_string(param(request, "printer", ""))
-    if printer == "":
-        raise ScriptError("The parameter 'printer' (\\\\server\\queue, or a TCP/IP printer's address) is missing.")
+    printer = required_param(request, "printer", "\\\\server\\queue, or a TCP/IP printer's address")
     driver = as_string(param(request, "driver", ""))
     path = _split(printer)
     if path is None and driver == "":

@@ -83,6 +83,14 @@ def param(request: dict[str, Any], name: str, default: Any) -> Any:
     return params[name]
 
 
+def required_param(request: dict[str, Any], name: str, what: str) -> str:
+    """Get-RequiredParam: a parameter the script cannot run without, as a string."""
+    value = as_string(param(request, name, ""))
+    if value == "":
+        raise ScriptError(f"The parameter '{name}' ({what}) is missing.")
+    return value
+
+
 def as_int(value: Any) -> int:
     """PowerShell's [int] cast (rounds half to even, like .NET)."""
     try:
@@ -355,9 +363,7 @@ def spooler_fix(host: WindowsHost, clock: Clock) -> dict[str, Any]:
 
 def run_service(host: WindowsHost, request: dict[str, Any], clock: Clock) -> dict[str, Any]:
     """service.ps1: one service, by exact name."""
-    name = as_string(param(request, "service", ""))
-    if name == "":
-        raise ScriptError("The parameter 'service' (a service name) is missing.")
+    name = required_param(request, "service", "a service name")
     as_float(param(request, "timeout_s", DEFAULT_TIMEOUT_S))  # the simulation never waits that long
     return run_steps(
         request,
