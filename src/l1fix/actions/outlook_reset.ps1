@@ -269,6 +269,12 @@ function Format-Names {
     return "'" + (@($Names) -join "', '") + "'"
 }
 
+function Test-NothingToReset {
+    # No profile key, no DefaultProfile, no OST (or --keep-ost): Outlook starts a new profile.
+    param($State, $Settings)
+    return (-not $State.profiles_key) -and ($null -eq $State.default_profile) -and ($Settings.KeepOst -or $State.ost_files.Count -eq 0)
+}
+
 function Get-CheckObservation {
     param($State, $Settings)
     $running = ''
@@ -283,7 +289,7 @@ function Get-CheckObservation {
         $ok = $false
     }
     else {
-        $ok = (-not $State.profiles_key) -and ($null -eq $State.default_profile) -and ($Settings.KeepOst -or $State.ost_files.Count -eq 0)
+        $ok = Test-NothingToReset -State $State -Settings $Settings
         if ($ok) {
             $summary = "$($State.user) has no Outlook profile and no OST file here: Outlook creates a new profile at its next start, nothing to reset."
         }
@@ -518,7 +524,7 @@ function Get-VerifyObservation {
     }
     $pstBefore = @($Settings.PstBefore)
     $State['pst_untouched'] = ((@($State.pst_files) | Sort-Object) -join '|') -eq ((@($pstBefore) | Sort-Object) -join '|')
-    $ok = (-not $State.profiles_key) -and ($null -eq $State.default_profile) -and ($Settings.KeepOst -or $State.ost_files.Count -eq 0) -and ($null -ne $State.backup_folder)
+    $ok = (Test-NothingToReset -State $State -Settings $Settings) -and ($null -ne $State.backup_folder)
     if ($ok) {
         $summary = "$($State.user) has no Outlook profile left: Outlook creates a new one at its next start; backup in $($State.backup_folder); $(Format-Count $State.pst_files.Count 'PST file') untouched."
     }

@@ -276,6 +276,15 @@ def names(values: list[str]) -> str:
 # --------------------------------------------------------------------------- check, fix, verify
 
 
+def nothing_to_reset(state: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Test-NothingToReset: no profile key, no DefaultProfile, no OST (or --keep-ost)."""
+    return (
+        not state["profiles_key"]
+        and state["default_profile"] is None
+        and (settings["keep_ost"] or not state["ost_files"])
+    )
+
+
 def outlook_check(state: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     ids = state["outlook_process_ids"]
     running = f" Outlook is running (process {', '.join(map(str, ids))})." if ids else ""
@@ -290,11 +299,7 @@ def outlook_check(state: dict[str, Any], settings: dict[str, Any]) -> dict[str, 
         )
         ok = False
     else:
-        ok = (
-            not state["profiles_key"]
-            and state["default_profile"] is None
-            and (settings["keep_ost"] or not state["ost_files"])
-        )
+        ok = nothing_to_reset(state, settings)
         if ok:
             summary = (
                 f"{state['user']} has no Outlook profile and no OST file here: Outlook creates a new profile at its "
@@ -500,12 +505,7 @@ def outlook_verify(state: dict[str, Any], settings: dict[str, Any]) -> dict[str,
             )
         return {"ok": ok, "state": state, "summary": summary}
     state["pst_untouched"] = sorted(state["pst_files"]) == sorted(settings["pst_before"])
-    ok = (
-        not state["profiles_key"]
-        and state["default_profile"] is None
-        and (settings["keep_ost"] or not state["ost_files"])
-        and state["backup_folder"] is not None
-    )
+    ok = nothing_to_reset(state, settings) and state["backup_folder"] is not None
     if ok:
         summary = (
             f"{state['user']} has no Outlook profile left: Outlook creates a new one at its next start; backup in "
