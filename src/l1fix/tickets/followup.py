@@ -114,7 +114,7 @@ def render(result: RunResult, *, language: str = "fr", excerpt_chars: int = EXCE
         items.append(f"<li><strong>{e(t['error'])}</strong> : {e(result.error.message)}</li>")
     if items:
         lines.append("<ul>" + "".join(items) + "</ul>")
-    lines += _suggestions(result, t)
+    lines += suggestion_lines(result, t)
     attachment_name = attachment = None
     output = result.output.strip()
     if output:
@@ -158,7 +158,7 @@ def render_escalation(
     return Followup("\n".join(lines), marker_text)
 
 
-def _suggestions(result: RunResult, t: dict[str, Any]) -> list[str]:
+def suggestion_lines(result: RunResult, t: dict[str, Any]) -> list[str]:
     """A diagnosis's suggestions (before.suggestions, see actions/diagnose.py) as a list, if any."""
     suggestions = (result.before or {}).get("suggestions") if result.action == "diagnose" else None
     if not suggestions:

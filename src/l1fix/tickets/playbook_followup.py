@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from l1fix.tickets.followup import TEMPLATES as RUN_TEMPLATES
-from l1fix.tickets.followup import Followup
-from l1fix.tickets.followup import _suggestions as diagnosis_suggestions
+from l1fix.tickets.followup import Followup, suggestion_lines
 
 if TYPE_CHECKING:
     from l1fix.playbook import Playbook, StepOutcome, TargetOutcome
@@ -129,7 +128,7 @@ def _one_target(t: dict[str, Any], playbook: Playbook, outcome: TargetOutcome, l
 
     diagnosis = next((s.result for s in reversed(standing(outcome.steps)) if s.status == "findings"), None)
     if diagnosis is not None:
-        lines += diagnosis_suggestions(diagnosis, RUN_TEMPLATES[language])
+        lines += suggestion_lines(diagnosis, RUN_TEMPLATES[language])
     if outcome.error is not None and not any(s.error is outcome.error for s in outcome.steps):
         lines.append(f"<p>{_e(outcome.error.message)}</p>")
     return lines
