@@ -56,7 +56,8 @@ def _global(
     Options.trust_new_host = trust_new_host
 
 
-def _config():
+def cli_config() -> Any:
+    """The configuration this command runs with: --config, --profile and --trust-new-host applied."""
     from dataclasses import replace
 
     from l1fix.config import load_config
@@ -89,7 +90,7 @@ def run_and_report(
     from l1fix.runner import execute_journaled
 
     try:
-        config = _config()
+        config = cli_config()
     except L1fixError as exc:
         raise fail(exc) from None
     result = execute_journaled(
@@ -275,7 +276,7 @@ def sync(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
     from l1fix.tickets.delivery import deliver
 
     try:
-        config = _config()
+        config = cli_config()
         report = deliver(Journal(config.journal_path), config)
     except L1fixError as exc:
         raise fail(exc) from None
@@ -306,7 +307,7 @@ def journal_list(
     from l1fix.journal import Journal, parse_since
 
     try:
-        config = _config()
+        config = cli_config()
         rows = Journal(config.journal_path).list(
             target=target, ticket=ticket, since=parse_since(since) if since else None, limit=limit
         )
@@ -333,7 +334,7 @@ def journal_show(
     from l1fix.journal import Journal
 
     try:
-        row = Journal(_config().journal_path).get(run_id)
+        row = Journal(cli_config().journal_path).get(run_id)
     except L1fixError as exc:
         raise fail(exc) from None
     if row is None:
@@ -349,7 +350,7 @@ def _with_tickets(work: Any) -> Any:
     from l1fix.tickets.delivery import open_ticket_system
 
     try:
-        config = _config()
+        config = cli_config()
         with open_ticket_system(config) as system:
             return work(system, config)
     except L1fixError as exc:

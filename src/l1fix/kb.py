@@ -161,7 +161,7 @@ def publish_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create or update the GLPI knowledge base article of a playbook (found again by its marker)."""
-    from l1fix.cli import _config, fail
+    from l1fix.cli import cli_config, fail
     from l1fix.errors import BadInput, L1fixError
     from l1fix.playbook import load_playbook
 
@@ -175,7 +175,7 @@ def publish_command(
         from l1fix.tickets.delivery import open_ticket_system
         from l1fix.tickets.glpi import GlpiClient
 
-        with open_ticket_system(_config()) as system:
+        with open_ticket_system(cli_config()) as system:
             if not isinstance(system, GlpiClient):
                 raise BadInput("the knowledge base needs GLPI as the ticket system")
             outcome = system.upsert_kb_article(article)

@@ -61,7 +61,7 @@ def play_command(
     (1 failed, 2 bad input, 3 unreachable, 4 timeout, 5 internal, 130 cancelled); 6 when the
     worst is a diagnosis's findings (something to fix or escalate, nothing failed).
     """
-    from l1fix.cli import _config, fail
+    from l1fix.cli import cli_config, fail
     from l1fix.errors import L1fixError
     from l1fix.playbook import exit_code, load_playbook, run_playbook
 
@@ -69,7 +69,7 @@ def play_command(
         playbook = load_playbook(file)
         values = _parse_params(param or [])
         playbook.resolve_params(values)  # bad parameters fail before anything is resolved
-        config = _config()
+        config = cli_config()
         names = _targets(playbook, config, target or [], group or [], targets_file)
         if check:
             raise typer.Exit(_check(playbook, config, names, as_json=as_json))
